@@ -1,0 +1,175 @@
+"""``snn5`` command line: parse, call the library, print. Nothing else happens here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+from collections.abc import Sequence
+
+log = logging.getLogger("snn5.cli")
+
+EXIT_USER_ERROR = 2
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None,
+                   help="dataset root (default: $SNN5_DATA, else ~/.cache/snn5/data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="snn5", description="Spiking neural networks: "
+                                     "train, convert, learn locally, measure, export.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a run config into a run folder")
+    p.add_argument("config", help="YAML run config (see configs/)")
+    p.add_argument("--out", required=True, help="run folder to create (or to resume)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")
+    _add_data_dir(p)
+
+    p = sub.add_parser("evaluate", help="re-measure a finished run on its test split")
+    p.add_argument("run_dir", help="a run folder written by `snn5 train`")
+    p.add_argument("--device", default="auto")
+    _add_data_dir(p)
+
+    p = sub.add_parser("quickstart", help="SNN vs same-size ANN, trained and measured side by side")
+    p.add_argument("--out", default="runs/quickstart")
+    p.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous quickstart in --out")
+    _add_data_dir(p)
+
+    sub.add_parser("info", help="versions, device, threads, registered components, kernels")
+
+    p = sub.add_parser("download", help="download a dataset's original files (needs internet)")
+    p.add_argument("dataset", choices=["mnist"])
+    _add_data_dir(p)
+    return parser
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from snn5.config import load_config
+    from snn5.runs import train_run
+
+    overrides = list(args.overrides)
+    if args.data_dir is not None:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    cfg = load_config(args.config, overrides)
+    m = train_run(cfg, args.out, resume=args.resume)
+    print(f"test accuracy {m['test_accuracy']:.2%} (val {m['val_accuracy']:.2%}, best epoch "
+          f"{m['best_epoch'] + 1}); firing rate {m['firing_rate']['mean']}; "
+          f"energy {m['energy_j_per_sample']:.3g} J/sample; run folder {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from snn5.runs import evaluate_run
+
+    r = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
+    keys = ("test_accuracy", "test_loss", "firing_rate", "synops_per_sample",
+            "ann_macs_per_sample", "energy_j_per_sample", "ann_energy_j_per_sample",
+            "timesteps", "latency_ms_per_sample", "device")
+    print(json.dumps({k: r[k] for k in keys}, indent=2))
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from snn5.runs import quickstart, text_table
+
+    s = quickstart(args.out, dataset=args.dataset, data_dir=args.data_dir,
+                   overrides=args.overrides, overwrite=args.overwrite)
+    print(f"\nsnn5 quickstart on {s['description']}; device {s['device']}\n")
+    print(text_table(s["rows"]))
+    print(f"\ntotal {s['total_seconds']:.1f} s; summary: {os.path.join(args.out, 'summary.json')}, "
+          f"report: {os.path.join(args.out, 'report.md')}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import numpy
+    import torch
+
+    from snn5 import __version__
+    from snn5.core import SURROGATES
+    from snn5.data import DATASETS, resolve_data_dir
+    from snn5.metrics import ENERGY_MODELS
+    from snn5.models import MODELS
+    from snn5.nn import NEURONS
+    from snn5.runs.provenance import cpu_name, git_commit
+
+    cuda = (f"yes: {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+            if torch.cuda.is_available() else "no")
+    rows = [
+        ("snn5", f"{__version__} ({git_commit()})"),
+        ("python", platform.python_version()),
+        ("torch", torch.__version__),
+        ("numpy", numpy.__version__),
+        ("cpu", cpu_name()),
+        ("threads", f"{torch.get_num_threads()} (torch intra-op)"),
+        ("cuda", cuda),
+        ("data dir", str(resolve_data_dir(None))),
+        ("neuron kernels", "reference: PyTorch eager loop over core *_step "
+                           "(fused CPU/GPU kernels: not built yet)"),
+        ("neurons", ", ".join(NEURONS.names())),
+        ("surrogates", ", ".join(SURROGATES.names())),
+        ("models", ", ".join(MODELS.names())),
+        ("datasets", ", ".join(DATASETS.names())),
+        ("energy models", ", ".join(ENERGY_MODELS.names())),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from snn5.data import download_mnist, resolve_data_dir
+
+    root = resolve_data_dir(args.data_dir)
+    download_mnist(root)
+    print(f"MNIST files are in {root / 'mnist'}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "quickstart": cmd_quickstart,
+            "info": cmd_info, "download": cmd_download}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.quiet)
+    from snn5._registry import UnknownNameError
+    from snn5.train.checkpoint import CheckpointError
+    from snn5.train.surrogate import NonFiniteError
+
+    user_errors = (ValueError, OSError, UnknownNameError, CheckpointError, NonFiniteError)
+    try:
+        return COMMANDS[args.command](args)
+    except user_errors as exc:
+        if args.debug:
+            raise
+        print(f"snn5 {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"snn5 {args.command}: interrupted; `snn5 train ... --resume` continues a "
+              "training run from its last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The run config: one validated document for a whole run (data, model, training, measuring).
+
+Each section's schema belongs to the package that uses it; this module composes them. Unknown
+keys are rejected everywhere, and names (datasets, models, surrogates, energy models) are checked
+against their registries, whose errors list the valid names.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from snn5.data import DataConfig
+from snn5.metrics import ENERGY_MODELS
+from snn5.models import ModelSpec, SpikingMLPConfig
+from snn5.train.surrogate import TrainConfig
+
+Paradigm = Literal["surrogate", "ann"]
+
+
+class MeasureConfig(BaseModel):
+    """What is measured after training."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    energy_model: str = Field("45nm", description="name in snn5.metrics.ENERGY_MODELS")
+    raster_sample: int = Field(0, ge=0, description="test sample shown in the spike raster")
+
+    @field_validator("energy_model")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        ENERGY_MODELS.get(name)
+        return name
+
+
+class RunConfig(BaseModel):
+    """A complete, reproducible description of a training run.
+
+    ``paradigm: surrogate`` trains the model by BPTT with surrogate gradients; ``ann`` trains the
+    same-size ANN twin of the model (ReLU, one step), the reference for accuracy and energy.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = Field(0, ge=0)
+    paradigm: Paradigm = "surrogate"
+    data: DataConfig = DataConfig()
+    model: ModelSpec = SpikingMLPConfig()
+    train: TrainConfig = TrainConfig()
+    measure: MeasureConfig = MeasureConfig()

@@ -1,0 +1,24 @@
+"""L0 physics: neuron steps and scans, the spike function and its surrogates, resets, encoders.
+
+Pure functions of torch tensors: explicit NamedTuple state in, new state out; no I/O.
+"""
+
+from snn5.core.encoders import encode_delta, encode_direct, encode_latency, encode_poisson
+from snn5.core.neurons import (
+    ALIFParams, ALIFState, IFParams, IFState, LIFParams, LIFState, LIParams, LIState, PLIFParams,
+    alif_scan, alif_step, decay, if_scan, if_step, li_scan, li_step, lif_scan, lif_step,
+    plif_raw, plif_scan, plif_step, plif_tau, reset_membrane,
+)
+from snn5.core.options import Reset
+from snn5.core.surrogate import (
+    SURROGATES, ATan, FastSigmoid, Rectangle, Sigmoid, Surrogate, Triangle, spike,
+)
+
+__all__ = [
+    "ALIFParams", "ALIFState", "ATan", "FastSigmoid", "IFParams", "IFState", "LIFParams",
+    "LIFState", "LIParams", "LIState", "PLIFParams", "Rectangle", "Reset", "SURROGATES",
+    "Sigmoid", "Surrogate", "Triangle", "alif_scan", "alif_step", "decay", "encode_delta",
+    "encode_direct", "encode_latency", "encode_poisson", "if_scan", "if_step", "li_scan",
+    "li_step", "lif_scan", "lif_step", "plif_raw", "plif_scan", "plif_step", "plif_tau",
+    "reset_membrane", "spike",
+]

@@ -1,0 +1,262 @@
+"""Counting synaptic operations (SynOps) and multiply-accumulates (MACs) with forward hooks.
+
+Every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` of a model is counted at each call, wherever it sits
+(inside :class:`snn5.nn.TimeDistributed`, a Sequential, a custom module):
+
+- input made only of values in {-1, 0, 1} (spikes, signed spikes included): **SynOps**, the
+  accumulates the nonzero inputs actually trigger. Linear: ``nnz(x) * out_features``. Conv: for
+  every active input, the number of (output position, output channel) pairs its kernel window
+  reaches, honouring stride, padding, dilation and groups.
+- any other input (the analog first layer of a direct-encoded network): dense **MACs**,
+  ``output elements * fan_in`` with ``fan_in = in_features`` or ``C_in / groups * prod(kernel)``.
+
+Biases, normalisation, pooling, neuron updates and functional calls (``F.linear`` on a bare
+weight) are not counted. A layer whose input is all zeros counts as spiking (0 SynOps).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_CONVS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def counted_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The Linear and Conv1d/2d/3d modules of ``model`` that :class:`OpCounter` counts, by name."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Linear, *_CONVS))}
+
+
+def is_spike_tensor(x: Tensor) -> bool:
+    """True when every entry of ``x`` is -1, 0 or 1 (binary or signed spikes)."""
+    return bool(((x == 0) | (x.abs() == 1)).all())
+
+
+def _fan_in(layer: nn.Module) -> int:
+    """Multiplies per output element of a dense pass."""
+    if isinstance(layer, nn.Linear):
+        return layer.in_features
+    return layer.in_channels // layer.groups * math.prod(layer.kernel_size)
+
+
+def dense_macs(layer: nn.Module, output: Tensor) -> int:
+    """``output elements * fan_in``: MACs of one dense call of a Linear/Conv layer."""
+    return output.numel() * _fan_in(layer)
+
+
+def linear_synops(layer: nn.Linear, x: Tensor) -> int:
+    """Accumulates triggered by the nonzero entries of ``x: [..., in_features]``."""
+    return int(torch.count_nonzero(x)) * layer.out_features
+
+
+def conv_synops(layer: nn.Conv1d | nn.Conv2d | nn.Conv3d, x: Tensor) -> int:
+    """Accumulates triggered by the nonzero entries of ``x: [N, C_in, *S]`` (or ``[C_in, *S]``).
+
+    The 0/1 activity map is convolved with an all-ones kernel ``[groups, C_in/groups, *k]``
+    (same stride, padding, dilation, groups and padding mode as ``layer``): each output entry
+    ``[n, g, *o]`` is the number of active inputs of group ``g`` in the window of position ``o``.
+    Their sum counts (active input, output position) pairs; each pair feeds ``C_out / groups``
+    output channels.
+    """
+    nd = len(layer.kernel_size)
+    if x.ndim == nd + 1:                               # unbatched [C_in, *S]
+        x = x.unsqueeze(0)                             # [1, C_in, *S]
+    active = (x != 0).to(torch.float32)                # [N, C_in, *S]
+    ones = torch.ones(layer.groups, layer.in_channels // layer.groups, *layer.kernel_size,
+                      dtype=torch.float32, device=x.device)
+    padding: Any = layer.padding
+    if layer.padding_mode != "zeros":                  # as nn.Conv*._conv_forward does
+        active = F.pad(active, layer._reversed_padding_repeated_twice, mode=layer.padding_mode)
+        padding = 0
+    no_autocast = (torch.autocast(x.device.type, enabled=False)     # fp16/bf16 would round
+                   if torch.is_autocast_enabled(x.device.type) else nullcontext())
+    with no_autocast:
+        hits = _CONV_FN[nd](active, ones, None, layer.stride, padding, layer.dilation,
+                            layer.groups)              # [N, groups, *O], exact small integers
+    pairs = int(round(hits.sum(dtype=torch.float64).item()))
+    return pairs * (layer.out_channels // layer.groups)
+
+
+@dataclass
+class LayerOps:
+    """Running totals of one layer: SynOps, MACs and the number of calls seen."""
+
+    synops: int = 0
+    macs: int = 0
+    calls: int = 0
+
+
+def _first_tensor(args: tuple, kwargs: dict[str, Any]) -> Tensor | None:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Tensor):
+            return value
+    return None
+
+
+class OpCounter:
+    """Count SynOps and MACs of every Linear/Conv layer of ``model`` during forward passes.
+
+    The hooks only read: outputs, gradients and the autograd graph are unchanged, no tensor is
+    kept, and the hooks are removed on exit. Counts accumulate over calls and over repeated
+    ``with`` blocks until :meth:`reset`.
+
+    Args:
+        model: the network; layers are named by their qualified name in it.
+        dense: count every call as dense MACs whatever its input (the ANN view).
+        infer_samples: add the first dimension of the model's input (``x: [B, ...]``) to
+            :attr:`samples` at every call of ``model``; with False, call :meth:`add_samples`.
+
+    Example:
+        >>> with OpCounter(snn) as ops:
+        ...     logits = snn(x)                      # x: [B, *input_shape]
+        >>> ops.synops_per_sample, ops.synops_per_layer["features.3.module"]
+    """
+
+    def __init__(self, model: nn.Module, *, dense: bool = False, infer_samples: bool = True
+                 ) -> None:
+        self.model = model
+        self.dense = bool(dense)
+        self.infer_samples = bool(infer_samples)
+        self.layers: dict[str, LayerOps] = {name: LayerOps() for name in counted_layers(model)}
+        self.samples = 0
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    # ------------------------------------------------------------------ hooks
+
+    def __enter__(self) -> OpCounter:
+        if self._handles:
+            raise RuntimeError("this OpCounter is already active; leave its `with` block first")
+        try:
+            for name, layer in counted_layers(self.model).items():
+                self.layers.setdefault(name, LayerOps())
+                self._handles.append(layer.register_forward_hook(self._hook(name),
+                                                                 with_kwargs=True))
+            if self.infer_samples:
+                self._handles.append(self.model.register_forward_pre_hook(self._count_samples,
+                                                                          with_kwargs=True))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _count_samples(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        x = _first_tensor(args, kwargs)
+        if x is not None and x.ndim > 0:
+            self.samples += x.shape[0]
+
+    def _hook(self, name: str):
+        def hook(layer: nn.Module, args: tuple, kwargs: dict[str, Any], output: Tensor) -> None:
+            x = args[0] if args else kwargs.get("input")
+            if not isinstance(x, Tensor):
+                return
+            ops = self.layers[name]
+            ops.calls += 1
+            with torch.no_grad():
+                x = x.detach()
+                if self.dense or not is_spike_tensor(x):
+                    ops.macs += dense_macs(layer, output)
+                elif isinstance(layer, nn.Linear):
+                    ops.synops += linear_synops(layer, x)
+                else:
+                    ops.synops += conv_synops(layer, x)
+        return hook
+
+    # ------------------------------------------------------------------ results
+
+    def add_samples(self, n: int) -> None:
+        """Tell the counter that ``n`` more samples went through the model."""
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        self.samples += n
+
+    def reset(self) -> None:
+        """Zero all counts and the number of samples."""
+        self.layers = {name: LayerOps() for name in self.layers}
+        self.samples = 0
+
+    @property
+    def synops(self) -> int:
+        """Total SynOps over all layers and calls."""
+        return sum(ops.synops for ops in self.layers.values())
+
+    @property
+    def macs(self) -> int:
+        """Total dense MACs over all layers and calls."""
+        return sum(ops.macs for ops in self.layers.values())
+
+    def _per_sample(self, count: int) -> float:
+        if self.samples <= 0:
+            raise RuntimeError("no samples were counted: run the model inside the `with` block "
+                               "(with infer_samples=True) or call add_samples(batch_size)")
+        return count / self.samples
+
+    @property
+    def synops_per_sample(self) -> float:
+        """Total SynOps divided by the number of samples."""
+        return self._per_sample(self.synops)
+
+    @property
+    def macs_per_sample(self) -> float:
+        """Total MACs divided by the number of samples."""
+        return self._per_sample(self.macs)
+
+    @property
+    def synops_per_layer(self) -> dict[str, float]:
+        """SynOps per sample of each layer, by qualified name."""
+        return {name: self._per_sample(ops.synops) for name, ops in self.layers.items()}
+
+    @property
+    def macs_per_layer(self) -> dict[str, float]:
+        """MACs per sample of each layer, by qualified name."""
+        return {name: self._per_sample(ops.macs) for name, ops in self.layers.items()}
+
+
+@contextmanager
+def eval_mode(*models: nn.Module) -> Iterator[None]:
+    """Put ``models`` in eval mode and restore every submodule's own ``training`` flag after."""
+    saved = [(m, m.training) for model in models for m in model.modules()]
+    try:
+        for model in models:
+            model.eval()
+        yield
+    finally:
+        for m, training in saved:
+            m.training = training
+
+
+def count_macs(model: nn.Module, x: Tensor) -> float:
+    """Dense MACs per sample of one forward of ``model`` on ``x: [B, *input_shape]``.
+
+    Every Linear/Conv call is counted as dense, whatever its input: the cost of the same-size
+    ANN. The forward runs in eval mode under ``torch.inference_mode()`` (batch-norm statistics
+    are not touched) and the modes are restored afterwards.
+    """
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"x must be a batch [B, ...] with B >= 1, got shape {tuple(x.shape)}")
+    counter = OpCounter(model, dense=True, infer_samples=False)
+    with eval_mode(model), torch.inference_mode(), counter:
+        model(x)
+    counter.add_samples(x.shape[0])
+    return counter.macs_per_sample
+
+
+__all__ = ["LayerOps", "OpCounter", "conv_synops", "count_macs", "counted_layers", "dense_macs",
+           "eval_mode", "is_spike_tensor", "linear_synops"]

@@ -1,0 +1,55 @@
+"""The classifier shell every model family builds: encode -> layers -> readout."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from snn5.nn.encoders import Encoding, build_encoder
+from snn5.nn.layers import Sequential, is_stateful
+
+
+class SpikingClassifier(nn.Module):
+    """``x: [B, *input_shape] -> logits [B, num_classes]`` through ``timesteps`` steps.
+
+    The leading stateless layers form the *stem*. With direct encoding the stem sees the same
+    input at every step, so it runs once on ``[1, B, ...]`` and its output is repeated over time
+    (no T-fold recomputation; the operation counters see what really runs). With spike encodings
+    the stem runs on the encoded ``[T, B, ...]`` sequence.
+
+    Args:
+        layers: the network, time-major (stateless layers accept ``[T, B, ...]``).
+        readout: ``[T, B, C] -> [B, C]``.
+        timesteps: T.
+        encoding: how the static input becomes a sequence.
+        input_shape: per-sample input shape, checked on every call.
+    """
+
+    def __init__(self, layers: Sequence[nn.Module], readout: nn.Module, *, timesteps: int,
+                 encoding: Encoding, input_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        layers = list(layers)
+        first = next((i for i, m in enumerate(layers) if is_stateful(m)), len(layers))
+        self.timesteps = int(timesteps)
+        self.encoding = Encoding(encoding)
+        self.input_shape = tuple(input_shape)
+        self.encoder = build_encoder(self.encoding, self.timesteps)
+        self.stem = nn.Sequential(*layers[:first])
+        self.body = Sequential(*layers[first:])
+        self.readout = readout
+
+    def forward(self, x: Tensor) -> Tensor:
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"expected input [B, {', '.join(map(str, self.input_shape))}], got "
+                             f"{list(x.shape)}; the model was built for this dataset's shape.")
+        if self.encoding is Encoding.DIRECT:
+            h = self.stem(x.unsqueeze(0))                  # [1, B, ...] run once
+            h = h.expand(self.timesteps, *h.shape[1:])     # [T, B, ...] same current every step
+        else:
+            h = self.stem(self.encoder(x))                 # [T, B, ...]
+        out, _ = self.body(h)                              # [T, B, C]
+        return self.readout(out)                           # [B, C]
+
+    def extra_repr(self) -> str:
+        return f"timesteps={self.timesteps}, encoding={self.encoding.value}"

@@ -1,0 +1,39 @@
+"""Pieces shared by the model families: fields every config has, neuron and readout factories."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from snn5.models.spec import NeuronSpec
+from snn5.nn.encoders import Encoding
+from snn5.nn.readout import Readout, TimeMean, build_readout
+
+
+class ClassifierConfig(BaseModel):
+    """Fields of every classifier family."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timesteps: int = Field(8, ge=1)
+    encoding: Encoding = Encoding.DIRECT
+    neuron: NeuronSpec = NeuronSpec()
+    readout: Readout = Readout.MEAN_MEMBRANE
+    readout_tau_mem: float | None = Field(None, gt=0, description="LI readout tau (s); "
+                                          "None: the neuron's tau_mem")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+def make_neuron(cfg: ClassifierConfig, ann: bool) -> nn.Module:
+    """A fresh spiking neuron, or ReLU for the ANN twin."""
+    return nn.ReLU() if ann else cfg.neuron.build()
+
+
+def output_layers(cfg: ClassifierConfig, ann: bool) -> tuple[list[nn.Module], nn.Module]:
+    """Layers after the last Linear and the readout: a spiking output layer for spike counts."""
+    if ann:
+        return [], TimeMean()
+    tau = cfg.readout_tau_mem or cfg.neuron.tau_mem
+    readout = build_readout(cfg.readout, tau_mem=tau, dt=cfg.neuron.dt)
+    tail = [cfg.neuron.build()] if cfg.readout is Readout.SPIKE_COUNT else []
+    return tail, readout

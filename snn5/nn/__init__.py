@@ -1,0 +1,20 @@
+"""L2 modules: neurons (sequence + Cell twins), time-distributed layers, readouts, encoders."""
+
+from snn5.nn.encoders import DirectEncoder, Encoding, LatencyEncoder, PoissonEncoder, build_encoder
+from snn5.nn.layers import Sequential, TimeDistributed, is_stateful
+from snn5.nn.monitor import SpikeRecorder, spiking_layers
+from snn5.nn.neurons import (
+    ALIF, IF, LI, LIF, NEURONS, PLIF, ALIFCell, IFCell, LICell, LIFCell, Neuron, NeuronBase,
+    NeuronCell, PLIFCell,
+)
+from snn5.nn.readout import (
+    MembraneReadout, Readout, SpikeCount, TimeMean, build_readout, readout_is_spiking,
+)
+
+__all__ = [
+    "ALIF", "ALIFCell", "DirectEncoder", "Encoding", "IF", "IFCell", "LI", "LICell", "LIF",
+    "LIFCell", "LatencyEncoder", "MembraneReadout", "NEURONS", "Neuron", "NeuronBase",
+    "NeuronCell", "PLIF", "PLIFCell", "PoissonEncoder", "Readout", "Sequential", "SpikeCount",
+    "SpikeRecorder", "TimeDistributed", "TimeMean", "build_encoder", "build_readout",
+    "is_stateful", "readout_is_spiking", "spiking_layers",
+]

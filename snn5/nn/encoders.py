@@ -1,0 +1,61 @@
+"""Encoder modules: static input ``[B, *F]`` -> spike or current sequence ``[T, B, *F]``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from torch import Tensor, nn
+
+from snn5.core.encoders import encode_direct, encode_latency, encode_poisson
+
+
+class Encoding(StrEnum):
+    """How a static input becomes a sequence: the analog value as a current at every step
+    (DIRECT), Bernoulli rate spikes (POISSON), or one spike per input, earlier when larger
+    (LATENCY)."""
+
+    DIRECT = "direct"
+    POISSON = "poisson"
+    LATENCY = "latency"
+
+
+class DirectEncoder(nn.Module):
+    """Repeat the input at every step (a view, no copy)."""
+
+    def __init__(self, timesteps: int) -> None:
+        super().__init__()
+        self.timesteps = timesteps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return encode_direct(x, self.timesteps)
+
+    def extra_repr(self) -> str:
+        return f"timesteps={self.timesteps}"
+
+
+class PoissonEncoder(DirectEncoder):
+    """Bernoulli rate code with probability ``max_rate * x`` per step (global RNG)."""
+
+    def __init__(self, timesteps: int, max_rate: float = 1.0) -> None:
+        super().__init__(timesteps)
+        self.max_rate = max_rate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return encode_poisson(x, self.timesteps, max_rate=self.max_rate)
+
+
+class LatencyEncoder(DirectEncoder):
+    """Time-to-first-spike code: one spike at ``round((1 - x) (T - 1))``."""
+
+    def __init__(self, timesteps: int, threshold: float = 0.0) -> None:
+        super().__init__(timesteps)
+        self.threshold = threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        return encode_latency(x, self.timesteps, threshold=self.threshold)
+
+
+def build_encoder(kind: Encoding, timesteps: int) -> nn.Module:
+    """The encoder module for ``kind``."""
+    return {Encoding.DIRECT: DirectEncoder, Encoding.POISSON: PoissonEncoder,
+            Encoding.LATENCY: LatencyEncoder}[Encoding(kind)](timesteps)

@@ -1,0 +1,67 @@
+"""Containers for time-major networks: a time-distributed wrapper and a state-threading Sequential."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+
+class TimeDistributed(nn.Module):
+    """Run a stateless layer (Conv, BatchNorm, pooling, ...) on every step of ``[T, B, ...]``.
+
+    Time is folded into the batch: ``[T, B, ...] -> [T*B, ...] -> layer -> [T, B, ...]``, so the
+    layer runs once over all steps.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        if getattr(module, "stateful", False):
+            raise TypeError(f"{type(module).__name__} keeps state over time; put it in the "
+                            "Sequential directly instead of wrapping it in TimeDistributed.")
+        self.module = module
+
+    def forward(self, x_seq: Tensor) -> Tensor:
+        if x_seq.ndim < 3:
+            raise ValueError(f"TimeDistributed expects [T, B, ...] with at least one feature "
+                             f"dimension, got shape {tuple(x_seq.shape)}")
+        T, B = x_seq.shape[:2]
+        y = self.module(x_seq.flatten(0, 1))     # [T*B, ...]  time folded into batch
+        return y.unflatten(0, (T, B))            # [T, B, ...]
+
+
+def is_stateful(layer: nn.Module) -> bool:
+    """True for layers that take and return a state (neurons, nested Sequentials)."""
+    return bool(getattr(layer, "stateful", False))
+
+
+class Sequential(nn.Sequential):
+    """Chain layers over a sequence, threading each stateful layer's state.
+
+    ``forward(x_seq, state=None) -> (out, state)`` where ``state`` is a tuple with one entry per
+    layer (None for stateless layers). Stateless layers must accept ``[T, B, ...]`` (elementwise
+    ops and ``nn.Linear`` do; wrap Conv/BatchNorm/pooling in :class:`TimeDistributed`).
+
+    Example:
+        >>> net = Sequential(nn.Linear(784, 128), LIF(20e-3), nn.Linear(128, 10), LIF(20e-3))
+        >>> out, state = net(x_seq)                # x_seq: [T, B, 784]
+        >>> out2, state = net(x_next, state)       # continue the stream
+    """
+
+    stateful = True
+
+    def forward(self, x: Tensor, state: tuple[Any, ...] | None = None  # type: ignore[override]
+                ) -> tuple[Tensor, tuple[Any, ...]]:
+        if state is None:
+            state = (None,) * len(self)
+        elif len(state) != len(self):
+            raise ValueError(f"Sequential has {len(self)} layers but the state has {len(state)} "
+                             "entries; pass the state this Sequential returned.")
+        new_state = []
+        for layer, s in zip(self, state):
+            if is_stateful(layer):
+                x, s = layer(x, s)
+            else:
+                x = layer(x)
+            new_state.append(s)
+        return x, tuple(new_state)

@@ -1,0 +1,357 @@
+"""Backpropagation through time with surrogate gradients.
+
+The trainer is deliberately plain: one loop, explicit state (epoch, batch within the epoch,
+global step) that a checkpoint captures completely, so that a killed run resumed from its last
+checkpoint follows exactly the path of an uninterrupted run (CPU, same seed): same data order
+(derived from seed and epoch), same RNG stream (saved), same optimiser state, same learning rate
+(a pure function of the global step).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from snn5.data import BatchLoader
+from snn5.nn.monitor import SpikeRecorder
+from snn5.train.checkpoint import (
+    join_state, load_checkpoint, prefixed, rng_state, save_checkpoint, set_rng_state,
+    split_state, unprefixed,
+)
+from snn5.train.device import resolve_device
+from snn5.train.surrogate.config import TrainConfig
+from snn5.train.surrogate.losses import mean_rate, rate_penalty
+
+log = logging.getLogger(__name__)
+
+LAST = "last.safetensors"
+BEST = "best.safetensors"
+
+
+class NonFiniteError(FloatingPointError):
+    """The loss or a gradient became NaN/Inf; the message names the step and the layer."""
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    firing_rate: float
+    lr: float
+    seconds: float
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_accuracy: float
+    train_seconds: float
+    steps: int
+
+
+@dataclass
+class _Progress:
+    epoch: int = 0                 # current epoch (0-based)
+    batch: int = 0                 # batches of the current epoch already done
+    global_step: int = 0
+    best_val_accuracy: float = -1.0
+    best_epoch: int = -1
+    train_seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    running: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "correct": 0.0,
+                                                               "seen": 0.0, "rate": 0.0})
+
+
+def first_nonfinite_module(model: nn.Module, x: Tensor) -> str | None:
+    """Name (and type) of the first module whose output holds NaN/Inf on input ``x``."""
+    found: list[str] = []
+
+    def hook(name: str):
+        def check(module: nn.Module, args: tuple, out: Any) -> None:
+            t = out[0] if isinstance(out, tuple) else out
+            if (not found and isinstance(t, Tensor) and t.is_floating_point()
+                    and not torch.isfinite(t).all()):
+                found.append(f"'{name}' ({type(module).__name__})")
+        return check
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
+               if n and not list(m.children()) or hasattr(m, "spiking")]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return found[0] if found else None
+
+
+class Trainer:
+    """Train a classifier ``model(x [B, ...]) -> logits [B, C]`` by BPTT.
+
+    Args:
+        model: the network (its spiking layers are monitored for rates and the rate penalty).
+        cfg: optimiser, schedule, clipping, penalty, precision and checkpoint settings.
+        train: deterministic, resumable training batches.
+        val: validation batches (evaluated after every epoch; selects the best checkpoint).
+        checkpoint_dir: where ``last.safetensors`` and ``best.safetensors`` go (None: nowhere).
+        seed: seeds the evaluation RNG (Poisson inputs) so validation is repeatable and does
+            not disturb the training RNG stream.
+        callbacks: called as ``cb(trainer)`` after every optimisation step.
+        progress: show a progress bar (None: only on a terminal).
+    """
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, train: BatchLoader,
+                 val: Iterable[tuple[Tensor, Tensor]], *, checkpoint_dir: str | Path | None = None,
+                 seed: int = 0, callbacks: Sequence[Callable[[Trainer], None]] = (),
+                 progress: bool | None = None) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        self.model = model.to(self.device)
+        self.train_loader = train
+        self.val_loader = val
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.seed = seed
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        self.optimizer = self._make_optimizer()
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
+        self.state = _Progress()
+
+    # ------------------------------------------------------------------ setup
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        o = self.cfg.optimizer
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        if o.name == "adamw":
+            return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                               weight_decay=o.weight_decay)
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        amp = self.cfg.amp
+        if self.device.type == "cuda":
+            if amp == "auto":
+                return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        if amp == "fp16":
+            raise ValueError("amp: fp16 needs a CUDA device; use amp: bf16 or off on "
+                             f"{self.device.type}")
+        return torch.bfloat16 if amp == "bf16" else None
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.epochs * self.train_loader.num_batches
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimisation step ``step`` (0-based): warm-up, then cosine."""
+        s = self.cfg.schedule
+        base = self.cfg.optimizer.lr
+        warm = round(s.warmup_epochs * self.train_loader.num_batches)
+        if step < warm:
+            return base * (step + 1) / warm
+        if s.kind == "constant":
+            return base
+        progress = (step - warm) / max(1, self.total_steps - warm)
+        return base * (s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_last(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        optim_tensors, optim_skeleton = split_state(self.optimizer.state_dict(), "optim")
+        tensors = {**prefixed("model", self.model.state_dict()), **optim_tensors,
+                   **prefixed("rng", rng_state())}
+        meta: dict[str, Any] = {"kind": "train_state", **asdict(self.state),
+                                "optimizer": optim_skeleton}
+        if self.scaler is not None:
+            meta["scaler"] = self.scaler.state_dict()
+        save_checkpoint(self.checkpoint_dir / LAST, tensors, meta)
+
+    def _save_best(self, epoch: int, val_accuracy: float) -> None:
+        if self.checkpoint_dir is None:
+            return
+        save_checkpoint(self.checkpoint_dir / BEST, prefixed("model", self.model.state_dict()),
+                        {"kind": "weights", "epoch": epoch, "val_accuracy": val_accuracy})
+
+    def _restore(self) -> bool:
+        path = None if self.checkpoint_dir is None else self.checkpoint_dir / LAST
+        if path is None or not path.is_file():
+            return False
+        tensors, meta = load_checkpoint(path)
+        self.model.load_state_dict(unprefixed("model", tensors))
+        optim = join_state(meta.pop("optimizer"), tensors)
+        self.optimizer.load_state_dict(optim)
+        if self.scaler is not None and "scaler" in meta:
+            self.scaler.load_state_dict(meta.pop("scaler"))
+        meta.pop("scaler", None)
+        meta.pop("kind")
+        self.state = _Progress(**meta)
+        set_rng_state(unprefixed("rng", tensors))
+        log.info("resumed from %s at epoch %d, batch %d (step %d)", path, self.state.epoch,
+                 self.state.batch, self.state.global_step)
+        return True
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, resume: bool = False) -> FitResult:
+        """Train for ``cfg.epochs`` epochs (continuing from ``last.safetensors`` if ``resume``)."""
+        if resume and not self._restore():
+            log.info("no checkpoint to resume from in %s; starting fresh", self.checkpoint_dir)
+        st = self.state
+        while st.epoch < self.cfg.epochs:
+            self._train_epoch()
+            val_loss, val_acc, _ = self.evaluate(self.val_loader)
+            run = st.running
+            record = EpochRecord(
+                epoch=st.epoch, train_loss=run["loss"] / max(run["seen"], 1),
+                train_accuracy=run["correct"] / max(run["seen"], 1), val_loss=val_loss,
+                val_accuracy=val_acc, firing_rate=run["rate"] / max(self.train_loader.num_batches, 1),
+                lr=self.optimizer.param_groups[0]["lr"], seconds=run.get("seconds", 0.0))
+            st.history.append(asdict(record))
+            log.info("epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f  rate %.4f",
+                     st.epoch + 1, self.cfg.epochs, record.train_loss, record.train_accuracy,
+                     val_acc, record.firing_rate)
+            if val_acc > st.best_val_accuracy:
+                st.best_val_accuracy, st.best_epoch = val_acc, st.epoch
+                self._save_best(st.epoch, val_acc)
+            st.epoch, st.batch = st.epoch + 1, 0
+            st.running = _Progress().running
+            self._save_last()
+        return FitResult(st.history, st.best_epoch, st.best_val_accuracy, st.train_seconds,
+                         st.global_step)
+
+    def _train_epoch(self) -> None:
+        st, cfg, loader = self.state, self.cfg, self.train_loader
+        self.model.train()
+        bar = tqdm(total=loader.num_batches, initial=st.batch, desc=f"epoch {st.epoch + 1}",
+                   disable=(not self.progress) if self.progress is not None else None,
+                   leave=False, dynamic_ncols=True)
+        tick = time.perf_counter()
+        for x, y in loader.batches(st.epoch, start=st.batch):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            loss, correct, rate = self._step(x, y)
+            run = st.running
+            run["loss"] += loss * len(y)
+            run["correct"] += correct
+            run["seen"] += len(y)
+            run["rate"] += rate
+            st.batch += 1
+            st.global_step += 1
+            now = time.perf_counter()
+            st.train_seconds += now - tick
+            run["seconds"] = run.get("seconds", 0.0) + now - tick
+            tick = now
+            bar.update()
+            bar.set_postfix(loss=f"{run['loss'] / run['seen']:.3f}",
+                            acc=f"{run['correct'] / run['seen']:.3f}", rate=f"{rate:.3f}",
+                            refresh=False)
+            for cb in self.callbacks:
+                cb(self)
+            every = cfg.checkpoint_every_steps
+            if every and st.global_step % every == 0 and st.batch < loader.num_batches:
+                self._save_last()
+                tick = time.perf_counter()
+        bar.close()
+
+    def _step(self, x: Tensor, y: Tensor) -> tuple[float, float, float]:
+        st, cfg = self.state, self.cfg
+        lr = self.lr_at(st.global_step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self._autocast(), SpikeRecorder(self.model, detach=False) as rec:
+            logits = self.model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            penalty = rate_penalty(rec.spikes, cfg.rate_penalty)
+            if penalty is not None:
+                loss = loss + penalty
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise self._nonfinite("loss", x)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if cfg.grad_clip is not None:
+            norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        else:
+            norm = nn.utils.get_total_norm([p.grad for p in params])
+        if not torch.isfinite(norm):
+            if self.scaler is None:
+                raise self._nonfinite("gradient", x)
+            # fp16: the scaler skips this step and lowers its scale (expected, not an error)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        correct = float((logits.argmax(1) == y).sum())
+        return loss_value, correct, mean_rate(rec.spikes)
+
+    def _nonfinite(self, what: str, x: Tensor) -> NonFiniteError:
+        st = self.state
+        where = f"epoch {st.epoch + 1}, step {st.global_step + 1} (batch {st.batch + 1})"
+        if not torch.isfinite(x).all():
+            cause = "the input batch itself holds NaN/Inf; check the data"
+        elif what == "gradient":
+            bad = [n for n, p in self.model.named_parameters()
+                   if p.grad is not None and not torch.isfinite(p.grad).all()]
+            cause = f"non-finite gradients in {', '.join(bad[:8])}"
+        else:
+            layer = first_nonfinite_module(self.model, x)
+            cause = (f"first non-finite output in layer {layer}" if layer else
+                     "all layer outputs finite; the loss overflowed")
+        return NonFiniteError(f"non-finite {what} at {where}: {cause}. Lower the learning rate, "
+                              "set train.grad_clip, or check the data. The last checkpoint "
+                              "before this step is kept.")
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.inference_mode()
+    def evaluate(self, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float, float]:
+        """Mean loss, accuracy and firing rate over ``batches`` (a fixed RNG for spike inputs)."""
+        was_training = self.model.training
+        self.model.eval()
+        total_loss = correct = seen = 0.0
+        spikes = neurons = 0.0
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), SpikeRecorder(self.model) as rec:
+            torch.manual_seed(self.seed)
+            for x, y in batches:
+                x, y = x.to(self.device), y.to(self.device)
+                with self._autocast():
+                    logits = self.model(x)
+                total_loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+                correct += float((logits.argmax(1) == y).sum())
+                seen += len(y)
+                for z in rec.spikes.values():
+                    spikes += float(z.float().sum())
+                    neurons += z.numel()
+        self.model.train(was_training)
+        if seen == 0:
+            raise ValueError("evaluation got no batches; is the validation split empty?")
+        return total_loss / seen, correct / seen, spikes / max(neurons, 1.0)
