@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -55,7 +55,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
     try:
         tensors = load_file(str(path), device=str(device))
         meta = read_meta(path)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CheckpointError(f"checkpoint {path} is unreadable ({exc}); it may be truncated. "
                               "Delete it to restart from an earlier one, or retrain.") from exc
     return tensors, meta

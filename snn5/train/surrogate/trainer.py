@@ -109,8 +109,10 @@ class Trainer:
         train: deterministic, resumable training batches.
         val: validation batches (evaluated after every epoch; selects the best checkpoint).
         checkpoint_dir: where ``last.safetensors`` and ``best.safetensors`` go (None: nowhere).
-        seed: seeds the evaluation RNG (Poisson inputs) so validation is repeatable and does
-            not disturb the training RNG stream.
+        seed: a fresh ``fit`` seeds torch's global RNG with it (Poisson inputs, dropout), so a
+            run does not depend on what ran before it in the process; evaluation uses its own
+            generator seeded the same way, so validation is repeatable and does not disturb
+            the training stream.
         callbacks: called as ``cb(trainer)`` after every optimisation step.
         progress: show a progress bar (None: only on a terminal).
     """
@@ -218,8 +220,10 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self, resume: bool = False) -> FitResult:
         """Train for ``cfg.epochs`` epochs (continuing from ``last.safetensors`` if ``resume``)."""
-        if resume and not self._restore():
-            log.info("no checkpoint to resume from in %s; starting fresh", self.checkpoint_dir)
+        if not (resume and self._restore()):
+            if resume:
+                log.info("no checkpoint to resume from in %s; starting fresh", self.checkpoint_dir)
+            torch.manual_seed(self.seed)
         st = self.state
         while st.epoch < self.cfg.epochs:
             self._train_epoch()
