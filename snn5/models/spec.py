@@ -6,8 +6,10 @@ import inspect
 from dataclasses import fields
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, field_validator, \
-    model_validator
+from pydantic import (
+    BaseModel, ConfigDict, PlainSerializer, PlainValidator, SerializerFunctionWrapHandler,
+    field_validator, model_serializer, model_validator,
+)
 from torch import nn
 
 from snn5.core.options import Reset
@@ -63,7 +65,8 @@ class NeuronSpec(BaseModel):
     """Which spiking neuron a model uses and its physics (seconds; ``beta = exp(-dt/tau)``).
 
     Fields that a kind does not have (``tau_mem`` for IF, ``tau_adapt`` for LIF, ...) are
-    rejected when set explicitly, so no setting is silently ignored.
+    rejected when set explicitly, so no setting is silently ignored, and are left out when the
+    spec is written (so a written config loads back).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -87,6 +90,11 @@ class NeuronSpec(BaseModel):
             spiking = [n for n, c in NEURONS.items() if c.spiking]
             raise ValueError(f"neuron kind '{kind}' does not spike; use one of {', '.join(spiking)}")
         return kind.lower()
+
+    @model_serializer(mode="wrap")
+    def _only_used_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        accepted = _init_params(NEURONS.get(self.kind)) | {"kind"}
+        return {k: v for k, v in handler(self).items() if k in accepted}
 
     def _kwargs(self) -> dict[str, Any]:
         accepted = _init_params(NEURONS.get(self.kind))

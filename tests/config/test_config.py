@@ -37,6 +37,16 @@ def test_yaml_round_trip_is_exact(tmp_path):
     assert again.model.neuron.reset is Reset.ZERO
 
 
+@pytest.mark.parametrize("kind", ["if", "lif", "plif", "alif"])
+def test_written_config_of_every_neuron_kind_loads_back(kind, tmp_path):
+    cfg = config_from_dict(FULL, ["model.neuron={kind: %s}" % kind])
+    again = load_config(save_config(cfg, tmp_path / "c.yaml"))
+    assert again == cfg
+    written = yaml.safe_load((tmp_path / "c.yaml").read_text())["model"]["neuron"]
+    assert ("tau_adapt" in written) == (kind == "alif")
+    assert ("tau_mem" in written) == (kind != "if")
+
+
 def test_defaults_are_filled_in():
     text = dump_config(RunConfig())
     for key in ("seed:", "paradigm:", "data:", "model:", "train:", "measure:", "energy_model: 45nm",

@@ -1,0 +1,89 @@
+"""PNG plots of a run: training curves, a spike raster, per-layer firing rates, comparisons.
+
+Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend switch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import Tensor
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def training_curves(history: Sequence[dict[str, float]], path: Path) -> Path:
+    """Loss and accuracy per epoch (train and validation)."""
+    epochs = [h["epoch"] + 1 for h in history]
+    fig = Figure(figsize=(9, 3.4))
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(epochs, [h["train_loss"] for h in history], label="train")
+    ax1.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax2.plot(epochs, [h["train_accuracy"] for h in history], label="train")
+    ax2.plot(epochs, [h["val_accuracy"] for h in history], label="validation")
+    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def spike_raster(spikes: dict[str, Tensor], path: Path, *, max_neurons: int = 256,
+                 title: str = "") -> Path:
+    """One panel per spiking layer: neuron index against time step for one sample.
+
+    ``spikes[name]`` is ``[T, 1, *F]``; at most ``max_neurons`` neurons per layer are drawn.
+    """
+    names = list(spikes)
+    fig = Figure(figsize=(8, 1.9 * max(len(names), 1) + 0.4))
+    axes = fig.subplots(max(len(names), 1), 1, squeeze=False)[:, 0]
+    for ax, name in zip(axes, names):
+        z = spikes[name][:, 0].flatten(1)[:, :max_neurons].float()       # [T, N]
+        t, n = z.nonzero(as_tuple=True)
+        ax.scatter(t.numpy(), n.numpy(), s=4, marker="|", color="k")
+        ax.set(xlim=(-0.5, z.shape[0] - 0.5), ylim=(-0.5, z.shape[1] - 0.5),
+               ylabel="neuron", title=f"{name}: {int(z.sum())} spikes")
+    axes[-1].set_xlabel("time step")
+    if not names:
+        axes[0].text(0.5, 0.5, "no spiking layers", ha="center", va="center")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def firing_rates(per_layer: dict[str, float], path: Path) -> Path:
+    """Bar chart of the mean firing rate of each spiking layer."""
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.subplots()
+    names = list(per_layer)
+    ax.bar(range(len(names)), [per_layer[n] for n in names], color="tab:blue")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set(ylabel="spikes / neuron / step", title="firing rate per layer")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def comparison(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Accuracy and energy per sample of each paradigm side by side."""
+    labels = [r["paradigm"] for r in rows]
+    fig = Figure(figsize=(8, 3.2))
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.bar(labels, [100 * r["test_accuracy"] for r in rows], color="tab:green")
+    ax1.set(ylabel="test accuracy (%)", title="accuracy",
+            ylim=(max(0, min(100 * r["test_accuracy"] for r in rows) - 5), 100))
+    ax2.bar(labels, [1e9 * r["energy_j_per_sample"] for r in rows], color="tab:orange")
+    ax2.set(ylabel="nJ per sample", title="energy estimate per sample")
+    for ax in (ax1, ax2):
+        ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,185 @@
+"""A run from config to run folder: train, select on validation, measure on test, report.
+
+Run folder::
+
+    config.yaml        the fully resolved config
+    metrics.json       accuracy, firing rates, SynOps, MACs, energy, latency, provenance, history
+    report.md          a short human-readable summary
+    plots/             training_curves.png, spike_raster.png, firing_rates.png
+    checkpoints/       last.safetensors (resumable state), best.safetensors (selected weights)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from snn5.config import RunConfig, config_diff, load_config, save_config
+from snn5.data import BatchLoader, SplitData, load_dataset
+from snn5.metrics import get_energy_model, measure
+from snn5.models import SpikingClassifier, build_model
+from snn5.nn import SpikeRecorder
+from snn5.runs import plots
+from snn5.runs.provenance import provenance
+from snn5.runs.report import write_run_report
+from snn5.train.checkpoint import load_checkpoint, unprefixed
+from snn5.train.device import resolve_device
+from snn5.train.surrogate import BEST, LAST, Trainer
+
+log = logging.getLogger(__name__)
+
+CONFIG = "config.yaml"
+METRICS = "metrics.json"
+
+
+class RunExistsError(FileExistsError):
+    """The output folder already holds a run."""
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write JSON atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def build_run_models(cfg: RunConfig, data: SplitData) -> tuple[SpikingClassifier, SpikingClassifier]:
+    """The model the run trains (seeded init) and its same-size ANN twin (for MAC counts)."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes,
+                        ann=cfg.paradigm == "ann")
+    with torch.random.fork_rng():
+        ann = build_model(cfg.model, data.input_shape, data.num_classes, ann=True)
+    return model, ann
+
+
+def _prepare_out(cfg: RunConfig, out: Path, resume: bool) -> None:
+    saved = out / CONFIG
+    if resume:
+        if saved.is_file():
+            diff = config_diff(load_config(saved), cfg)
+            if diff:
+                raise ValueError(f"cannot resume {out}: the config differs from its "
+                                 f"{CONFIG}:\n  " + "\n  ".join(diff) +
+                                 "\nResume with the same config and overrides, or start a new "
+                                 "run with another --out.")
+        return
+    if saved.exists() or (out / "checkpoints" / LAST).exists():
+        raise RunExistsError(f"{out} already holds a run; pass --resume to continue it, or "
+                             "choose another --out (nothing was changed).")
+
+
+def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
+              progress: bool | None = None, callbacks=()) -> dict[str, Any]:
+    """Train ``cfg`` into the run folder ``out`` and write its metrics, report and plots.
+
+    Args:
+        cfg: the validated run config.
+        out: run folder (created; must not hold another run unless ``resume``).
+        resume: continue from ``out/checkpoints/last.safetensors`` (same config required).
+        progress: progress bars (None: only on a terminal).
+        callbacks: passed to the trainer (``cb(trainer)`` after every step).
+
+    Returns:
+        The contents of ``metrics.json``.
+    """
+    out = Path(out)
+    _prepare_out(cfg, out, resume)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / CONFIG)
+    data = load_dataset(cfg.data)
+    model, ann = build_run_models(cfg, data)
+    trainer = Trainer(model, cfg.train, BatchLoader(data.train, cfg.train.batch_size,
+                                                    shuffle=True, seed=cfg.seed),
+                      BatchLoader(data.val, cfg.train.eval_batch_size, shuffle=False),
+                      checkpoint_dir=out / "checkpoints", seed=cfg.seed, callbacks=callbacks,
+                      progress=progress)
+    fit = trainer.fit(resume=resume)
+    load_weights(model, out / "checkpoints" / BEST)
+    metrics = {
+        "paradigm": cfg.paradigm, "model": cfg.model.name, "seed": cfg.seed,
+        **measure_run(cfg, model, ann, data, trainer.device),
+        "val_accuracy": fit.best_val_accuracy, "best_epoch": fit.best_epoch,
+        "epochs": cfg.train.epochs, "steps": fit.steps, "train_seconds": fit.train_seconds,
+        **provenance(trainer.device), "history": fit.history,
+    }
+    write_outputs(out, cfg, model, data, metrics)
+    return metrics
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load the ``model.*`` tensors of a checkpoint into ``model``."""
+    tensors, _ = load_checkpoint(path, device=next(model.parameters()).device)
+    model.load_state_dict(unprefixed("model", tensors))
+
+
+def measure_run(cfg: RunConfig, model: nn.Module, ann: nn.Module, data: SplitData,
+                device: torch.device) -> dict[str, Any]:
+    """Test-set measurement with the run's energy model, as metrics.json fields."""
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        m = measure(model.to(device), BatchLoader(data.test, cfg.train.eval_batch_size,
+                                                  shuffle=False),
+                    ann_model=ann.to(device), energy_model=cfg.measure.energy_model).to_dict()
+    energy = get_energy_model(cfg.measure.energy_model)
+    return {
+        "dataset": {"name": data.name, "checksum": data.checksum, "description": data.description,
+                    "train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        "test_accuracy": m.pop("accuracy"), "test_loss": m.pop("loss"),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **m,
+        "energy_model": {"name": energy.name, "e_ac_j": energy.e_ac_j, "e_mac_j": energy.e_mac_j,
+                         "reference": energy.reference},
+    }
+
+
+def write_outputs(out: Path, cfg: RunConfig, model: nn.Module, data: SplitData,
+                  metrics: dict[str, Any]) -> None:
+    """metrics.json, plots and report.md of a finished run."""
+    write_json(out / METRICS, metrics)
+    figs = out / "plots"
+    made = {}
+    if metrics.get("history"):
+        made["training curves"] = plots.training_curves(metrics["history"],
+                                                        figs / "training_curves.png")
+    index = min(cfg.measure.raster_sample, len(data.test) - 1)
+    x = data.test.x[index:index + 1].to(next(model.parameters()).device)
+    model.eval()
+    with torch.inference_mode(), SpikeRecorder(model) as rec:
+        model(x)
+    if rec.spikes:
+        made["spike raster"] = plots.spike_raster(
+            {k: v.cpu() for k, v in rec.spikes.items()}, figs / "spike_raster.png",
+            title=f"test sample {index} (label {int(data.test.y[index])})")
+        made["firing rates"] = plots.firing_rates(metrics["firing_rate"]["per_layer"],
+                                                  figs / "firing_rates.png")
+    write_run_report(out / "report.md", cfg, metrics, {k: v.relative_to(out) for k, v in made.items()})
+
+
+def evaluate_run(run_dir: str | os.PathLike, *, data_dir: str | None = None,
+                 device: str = "auto") -> dict[str, Any]:
+    """Re-measure a finished run's selected weights on its test set; writes evaluation.json."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG}); pass the --out "
+                                "folder of `snn5 train`.")
+    cfg = load_config(run_dir / CONFIG)
+    if data_dir is not None:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_dir": data_dir})})
+    data = load_dataset(cfg.data)
+    model, ann = build_run_models(cfg, data)
+    dev = resolve_device(device)
+    model.to(dev)
+    load_weights(model, run_dir / "checkpoints" / BEST)
+    result = {"run": str(run_dir), "paradigm": cfg.paradigm, "model": cfg.model.name,
+              **measure_run(cfg, model, ann, data, dev), **provenance(dev)}
+    write_json(run_dir / "evaluation.json", result)
+    return result
