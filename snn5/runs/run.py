@@ -93,10 +93,10 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
     """
     out = Path(out)
     _prepare_out(cfg, out, resume)
+    data = load_dataset(cfg.data)                 # fail on data/model problems before writing
+    model, ann = build_run_models(cfg, data)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / CONFIG)
-    data = load_dataset(cfg.data)
-    model, ann = build_run_models(cfg, data)
     trainer = Trainer(model, cfg.train, BatchLoader(data.train, cfg.train.batch_size,
                                                     shuffle=True, seed=cfg.seed),
                       BatchLoader(data.val, cfg.train.eval_batch_size, shuffle=False),
