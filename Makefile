@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/snn5 quickstart --out $(OUT)
+	$(BIN)/snn5 quickstart --out $(OUT) --overwrite
 
 test: setup
 	$(BIN)/python -m pytest -q
