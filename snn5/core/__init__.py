@@ -9,14 +9,14 @@ from snn5.core.neurons import (
     alif_scan, alif_step, decay, if_scan, if_step, li_scan, li_step, lif_scan, lif_step,
     plif_raw, plif_scan, plif_step, plif_tau, reset_membrane,
 )
-from snn5.core.options import Reset
+from snn5.core.options import Option, Reset
 from snn5.core.surrogate import (
     SURROGATES, ATan, FastSigmoid, Rectangle, Sigmoid, Surrogate, Triangle, spike,
 )
 
 __all__ = [
     "ALIFParams", "ALIFState", "ATan", "FastSigmoid", "IFParams", "IFState", "LIFParams",
-    "LIFState", "LIParams", "LIState", "PLIFParams", "Rectangle", "Reset", "SURROGATES",
+    "LIFState", "LIParams", "LIState", "Option", "PLIFParams", "Rectangle", "Reset", "SURROGATES",
     "Sigmoid", "Surrogate", "Triangle", "alif_scan", "alif_step", "decay", "encode_delta",
     "encode_direct", "encode_latency", "encode_poisson", "if_scan", "if_step", "li_scan",
     "li_step", "lif_scan", "lif_step", "plif_raw", "plif_scan", "plif_step", "plif_tau",

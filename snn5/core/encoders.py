@@ -19,7 +19,7 @@ def _check_timesteps(timesteps: int) -> None:
 
 def _check_unit_range(x: Tensor, what: str) -> None:
     lo, hi = torch.aminmax(x.detach())
-    if lo < 0 or hi > 1:
+    if not (lo >= 0 and hi <= 1):                 # also false for NaN
         raise ValueError(f"{what} needs inputs in [0, 1], got values in "
                          f"[{lo.item():.3g}, {hi.item():.3g}]; rescale the data first "
                          "(e.g. pixels / 255).")

@@ -1,11 +1,24 @@
-"""Typed options of the physics layer. Strings are turned into these once, at the config boundary."""
+"""Typed options. Strings are turned into these once, at the config boundary."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
 
-class Reset(StrEnum):
+class Option(StrEnum):
+    """Base of the library's typed options: ``parse`` turns a YAML/CLI word into a member, or
+    fails with the list of valid words."""
+
+    @classmethod
+    def parse(cls, value: Option | str) -> Option:
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"unknown {cls.__name__.lower()} '{value}'; valid: "
+                             f"{', '.join(m.value for m in cls)}") from None
+
+
+class Reset(Option):
     """What the membrane does after a spike.
 
     SUBTRACT: ``v <- v - v_th`` (soft reset; keeps the residue, rate coding stays linear).
@@ -16,12 +29,3 @@ class Reset(StrEnum):
     SUBTRACT = "subtract"
     ZERO = "zero"
     NONE = "none"
-
-    @classmethod
-    def parse(cls, value: Reset | str) -> Reset:
-        """Turn ``value`` into a Reset, with an error that lists the valid names."""
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(f"unknown reset '{value}'; valid: "
-                             f"{', '.join(m.value for m in cls)}") from None

@@ -32,7 +32,7 @@ class SpikingClassifier(nn.Module):
         layers = list(layers)
         first = next((i for i, m in enumerate(layers) if is_stateful(m)), len(layers))
         self.timesteps = int(timesteps)
-        self.encoding = Encoding(encoding)
+        self.encoding = Encoding.parse(encoding)
         self.input_shape = tuple(input_shape)
         self.encoder = build_encoder(self.encoding, self.timesteps)
         self.stem = nn.Sequential(*layers[:first])

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from torch import Tensor, nn
 
+from snn5.core.options import Option
 from snn5.core.encoders import encode_direct, encode_latency, encode_poisson
 
 
-class Encoding(StrEnum):
+class Encoding(Option):
     """How a static input becomes a sequence: the analog value as a current at every step
     (DIRECT), Bernoulli rate spikes (POISSON), or one spike per input, earlier when larger
     (LATENCY)."""
@@ -58,4 +57,4 @@ class LatencyEncoder(DirectEncoder):
 def build_encoder(kind: Encoding, timesteps: int) -> nn.Module:
     """The encoder module for ``kind``."""
     return {Encoding.DIRECT: DirectEncoder, Encoding.POISSON: PoissonEncoder,
-            Encoding.LATENCY: LatencyEncoder}[Encoding(kind)](timesteps)
+            Encoding.LATENCY: LatencyEncoder}[Encoding.parse(kind)](timesteps)

@@ -6,6 +6,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from snn5.nn.neurons import NeuronBase
+
 
 class TimeDistributed(nn.Module):
     """Run a stateless layer (Conv, BatchNorm, pooling, ...) on every step of ``[T, B, ...]``.
@@ -16,9 +18,10 @@ class TimeDistributed(nn.Module):
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
-        if getattr(module, "stateful", False):
-            raise TypeError(f"{type(module).__name__} keeps state over time; put it in the "
-                            "Sequential directly instead of wrapping it in TimeDistributed.")
+        if getattr(module, "stateful", False) or isinstance(module, NeuronBase):
+            raise TypeError(f"{type(module).__name__} keeps state over time; put the sequence "
+                            "neuron in the Sequential directly instead of wrapping it in "
+                            "TimeDistributed (which would restart its state at every step).")
         self.module = module
 
     def forward(self, x_seq: Tensor) -> Tensor:

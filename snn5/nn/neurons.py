@@ -100,11 +100,18 @@ class NeuronBase(nn.Module):
     def _kw(self) -> dict[str, Any]:
         return {"dt": self.dt, "surrogate": self.surrogate, "width": self.surrogate_width()}
 
-    def _check_state(self, state: NamedTuple, shape: torch.Size) -> None:
+    def _check_state(self, state: NamedTuple, x: Tensor) -> None:
+        """``x``: one step of input ``[B, *F]``; the state must match its shape, dtype, device."""
         if not isinstance(state, self._state_type):
             raise TypeError(f"{type(self).__name__} expects a {self._state_type.__name__} state, "
                             f"got {type(state).__name__}")
+        shape = x.shape
         for name, value in zip(state._fields, state):
+            if value.dtype != x.dtype or value.device != x.device:
+                raise TypeError(f"{type(self).__name__} state.{name} is {value.dtype} on "
+                                f"{value.device} but the input is {x.dtype} on {x.device}; "
+                                "convert the state like the input (state._replace(...)) so "
+                                "the output keeps the input's dtype.")
             if value.shape != shape:
                 raise ValueError(f"{type(self).__name__} state.{name} has shape "
                                  f"{tuple(value.shape)} but one step of input is {tuple(shape)}; "
@@ -127,14 +134,15 @@ class Neuron(NeuronBase):
     stateful: ClassVar[bool] = True
 
     def forward(self, x_seq: Tensor, state: NamedTuple | None = None) -> tuple[Tensor, NamedTuple]:
-        if x_seq.ndim < 2:
-            raise ValueError(f"{type(self).__name__} takes a time-major sequence [T, B, ...], got "
-                             f"shape {tuple(x_seq.shape)}; use {type(self).__name__}Cell for "
-                             "one step.")
+        if x_seq.ndim < 2 or x_seq.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__} takes a time-major sequence [T, B, ...] with "
+                             f"T >= 1, got shape {tuple(x_seq.shape)}; use "
+                             f"{type(self).__name__}Cell for one step.")
+        x0 = x_seq[0].detach()
         if state is None:
-            state = self.init_state(x_seq[0].detach())
+            state = self.init_state(x0)
         else:
-            self._check_state(state, x_seq.shape[1:])
+            self._check_state(state, x0)
         return self._scan_fn(x_seq, state, self.params(), **self._kw())
 
 
@@ -145,7 +153,7 @@ class NeuronCell(NeuronBase):
         if state is None:
             state = self.init_state(x.detach())
         else:
-            self._check_state(state, x.shape)
+            self._check_state(state, x)
         return self._step_fn(x, state, self.params(), **self._kw())
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from torch import Tensor, nn
 
+from snn5.core.options import Option
 from snn5.nn.neurons import LI
 
 
-class Readout(StrEnum):
+class Readout(Option):
     """How class scores are read from the last layer.
 
     SPIKE_COUNT:   spikes of a spiking output layer summed over time.
@@ -62,7 +61,7 @@ class TimeMean(nn.Module):
 
 def build_readout(kind: Readout, *, tau_mem: float, dt: float) -> nn.Module:
     """The readout module for ``kind``."""
-    kind = Readout(kind)
+    kind = Readout.parse(kind)
     if kind is Readout.SPIKE_COUNT:
         return SpikeCount()
     return MembraneReadout(tau_mem, dt=dt, reduce="mean" if kind is Readout.MEAN_MEMBRANE else "max")
@@ -70,7 +69,7 @@ def build_readout(kind: Readout, *, tau_mem: float, dt: float) -> nn.Module:
 
 def readout_is_spiking(kind: Readout) -> bool:
     """Whether the last layer before this readout must spike."""
-    return Readout(kind) is Readout.SPIKE_COUNT
+    return Readout.parse(kind) is Readout.SPIKE_COUNT
 
 
 __all__ = ["MembraneReadout", "Readout", "SpikeCount", "TimeMean", "build_readout",
