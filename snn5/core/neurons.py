@@ -117,7 +117,12 @@ def lif_step(x: Tensor, state: LIFState, p: LIFParams = LIFParams(), *, dt: floa
 
     ``v = beta v + (1 - beta) x`` with ``beta = exp(-dt / tau_mem)``; ``z = H(v - v_th)``; reset.
     """
-    beta = _as(x, decay(p.tau_mem, dt))
+    return _leaky_fire(x, state, _as(x, decay(p.tau_mem, dt)), p, surrogate, width)
+
+
+def _leaky_fire(x: Tensor, state: LIFState, beta: Scalar, p: LIFParams | PLIFParams,
+                surrogate: Surrogate, width: Tensor | None) -> tuple[Tensor, LIFState]:
+    """Charge with decay ``beta``, fire, reset: the LIF update shared with PLIF."""
     v_th = _as(x, p.v_th)
     v = beta * state.v + (1.0 - beta) * x
     z = spike(v - v_th, surrogate, width)
@@ -159,10 +164,7 @@ def plif_step(x: Tensor, state: LIFState, p: PLIFParams, *, dt: float = 1e-3,
     and ``tau_mem > dt`` whatever the optimiser does.
     """
     beta = torch.exp(-torch.sigmoid(p.tau_raw)).to(x.dtype)
-    v_th = _as(x, p.v_th)
-    v = beta * state.v + (1.0 - beta) * x
-    z = spike(v - v_th, surrogate, width)
-    return z, LIFState(reset_membrane(v, z, v_th, p.reset, detach=p.detach_reset))
+    return _leaky_fire(x, state, beta, p, surrogate, width)
 
 
 def plif_scan(x_seq: Tensor, state: LIFState, p: PLIFParams, **kw) -> tuple[Tensor, LIFState]:
