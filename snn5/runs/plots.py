@@ -11,6 +11,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 
@@ -49,11 +50,14 @@ def spike_raster(spikes: dict[str, Tensor], path: Path, *, max_neurons: int = 25
     fig = Figure(figsize=(8, 1.9 * max(len(names), 1) + 0.4))
     axes = fig.subplots(max(len(names), 1), 1, squeeze=False)[:, 0]
     for ax, name in zip(axes, names):
-        z = spikes[name][:, 0].flatten(1)[:, :max_neurons].float()       # [T, N]
+        layer = spikes[name][:, 0]                                      # [T, *F]
+        z = layer.flatten(1)[:, :max_neurons].float()                   # [T, N]
         t, n = z.nonzero(as_tuple=True)
         ax.scatter(t.numpy(), n.numpy(), s=4, marker="|", color="k")
-        ax.set(xlim=(-0.5, z.shape[0] - 0.5), ylim=(-0.5, z.shape[1] - 0.5),
-               ylabel="neuron", title=f"{name}: {int(z.sum())} spikes")
+        shown = "" if z.shape[1] == layer[0].numel() else f", first {z.shape[1]} shown"
+        ax.set(xlim=(-0.5, z.shape[0] - 0.5), ylim=(-0.5, z.shape[1] - 0.5), ylabel="neuron",
+               title=f"{name} {list(layer.shape[1:])}: {int(layer.sum())} spikes{shown}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[-1].set_xlabel("time step")
     if not names:
         axes[0].text(0.5, 0.5, "no spiking layers", ha="center", va="center")
