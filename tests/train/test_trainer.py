@@ -148,3 +148,14 @@ def test_rate_penalty_lowers_firing(data):
 def test_fp16_needs_cuda(data):
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         make_trainer(data, amp="fp16", device="cpu")
+
+
+def test_bf16_autocast_on_cpu(data):
+    trainer = make_trainer(data, amp="bf16", epochs=1, model={"name": "spiking_mlp", "hidden": [16]})
+    dtypes = set()
+    linear = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Linear)][0]
+    linear.register_forward_hook(lambda m, a, o: dtypes.add(o.dtype))
+    result = trainer.fit()
+    assert dtypes == {torch.bfloat16}
+    assert math.isfinite(result.history[-1]["train_loss"])
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
