@@ -44,7 +44,8 @@ def describe_device(device: torch.device) -> str:
 
 
 def provenance(device: torch.device) -> dict[str, Any]:
-    """Versions, commit and hardware of this process, for metrics.json."""
+    """Versions, commit and hardware of this process, for metrics.json (read it when the work
+    starts: the source tree may change while a long run trains)."""
     return {
         "snn5_version": __version__,
         "git_commit": git_commit(),

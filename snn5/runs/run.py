@@ -102,6 +102,7 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
                       BatchLoader(data.val, cfg.train.eval_batch_size, shuffle=False),
                       checkpoint_dir=out / "checkpoints", seed=cfg.seed, callbacks=callbacks,
                       progress=progress)
+    started = provenance(trainer.device)          # the code and machine this process runs on
     fit = trainer.fit(resume=resume)
     load_weights(model, out / "checkpoints" / BEST)
     metrics = {
@@ -109,7 +110,8 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
         **measure_run(cfg, model, ann, data, trainer.device),
         "val_accuracy": fit.best_val_accuracy, "best_epoch": fit.best_epoch,
         "epochs": cfg.train.epochs, "steps": fit.steps, "train_seconds": fit.train_seconds,
-        **provenance(trainer.device), "history": fit.history,
+        **started, "finished_at": provenance(trainer.device)["finished_at"],
+        "history": fit.history,
     }
     write_outputs(out, cfg, model, data, metrics)
     return metrics
