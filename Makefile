@@ -15,10 +15,12 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml snn5/kernels/csrc/neurons_cpu.cpp | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@# compile the fused CPU kernels once (cached); on failure snn5 uses the reference path
+	-$(BIN)/python -m snn5.kernels build
 	touch $@
 
 setup: $(VENV)/.installed

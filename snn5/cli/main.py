@@ -107,6 +107,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from snn5 import __version__
     from snn5.core import SURROGATES
     from snn5.data import DATASETS, resolve_data_dir
+    from snn5.kernels import active_backends
     from snn5.metrics import ENERGY_MODELS
     from snn5.models import MODELS
     from snn5.nn import NEURONS
@@ -123,8 +124,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("threads", f"{torch.get_num_threads()} (torch intra-op)"),
         ("cuda", cuda),
         ("data dir", str(resolve_data_dir(None))),
-        ("neuron kernels", "reference: PyTorch eager loop over core *_step "
-                           "(fused CPU/GPU kernels: not built yet)"),
+        *((f"kernels ({device})", what) for device, what in active_backends().items()),
         ("neurons", ", ".join(NEURONS.names())),
         ("surrogates", ", ".join(SURROGATES.names())),
         ("models", ", ".join(MODELS.names())),

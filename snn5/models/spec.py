@@ -14,6 +14,7 @@ from torch import nn
 
 from snn5.core.options import Reset
 from snn5.core.surrogate import SURROGATES, ATan, Surrogate
+from snn5.kernels.dispatch import Backend
 from snn5.nn.neurons import NEURONS, Neuron
 
 
@@ -81,6 +82,7 @@ class NeuronSpec(BaseModel):
     tau_adapt: float = 200e-3
     beta_adapt: float = 1.8
     surrogate: SurrogateSpec = ATan()
+    backend: Backend = Backend.AUTO
 
     @field_validator("kind")
     @classmethod

@@ -22,6 +22,7 @@ from snn5._registry import Registry
 from snn5.core import neurons as F
 from snn5.core.options import Reset
 from snn5.core.surrogate import ATan, Surrogate
+from snn5.kernels.dispatch import Backend, scan
 
 NEURONS: Registry[type[Neuron]] = Registry("neuron")
 
@@ -51,18 +52,22 @@ class NeuronBase(nn.Module):
             ``nn.Parameter`` of this module (stored as a log so it stays positive).
         detach_reset: stop the gradient through the reset term.
         learn_v_th: make the threshold a learnable parameter (stored as a log, stays > 0).
+        backend: implementation of the multi-step scan: AUTO (a fused kernel where one
+            applies, else the reference), REFERENCE, CPU or TRITON. Cells always step the
+            reference.
     """
 
     spiking: ClassVar[bool] = True
+    family: ClassVar[str]
     _step_fn: ClassVar[Any]
-    _scan_fn: ClassVar[Any]
     _state_type: ClassVar[type[NamedTuple]]
 
     def __init__(self, *, dt: float = 1e-3, v_th: float = 1.0, reset: Reset | str = Reset.SUBTRACT,
                  surrogate: Surrogate = ATan(), detach_reset: bool = False,
-                 learn_v_th: bool = False) -> None:
+                 learn_v_th: bool = False, backend: Backend | str = Backend.AUTO) -> None:
         super().__init__()
         self.dt = _check_positive("dt", dt)
+        self.backend = Backend.parse(backend)
         v_th = _check_positive("v_th", v_th)
         self.reset = Reset.parse(reset)
         self.detach_reset = bool(detach_reset)
@@ -122,6 +127,8 @@ class NeuronBase(nn.Module):
         v_th = "learned" if self.v_th_log is not None else f"{self._v_th:g}"
         parts += [f"v_th={v_th}", f"dt={self.dt:g}", f"reset={self.reset.value}",
                   f"surrogate={self.surrogate}"]
+        if self.backend is not Backend.AUTO:
+            parts.append(f"backend={self.backend.value}")
         return ", ".join(parts)
 
     def _physics(self) -> dict[str, float]:
@@ -143,7 +150,8 @@ class Neuron(NeuronBase):
             state = self.init_state(x0)
         else:
             self._check_state(state, x0)
-        return self._scan_fn(x_seq, state, self.params(), **self._kw())
+        return scan(self.family, x_seq, state, self.params(), backend=self.backend,
+                    **self._kw())
 
 
 class NeuronCell(NeuronBase):
@@ -160,8 +168,8 @@ class NeuronCell(NeuronBase):
 # ----------------------------------------------------------------------------- families
 
 class _IF:
+    family = "if"
     _step_fn = staticmethod(F.if_step)
-    _scan_fn = staticmethod(F.if_scan)
     _state_type = F.IFState
 
     def __init__(self, **kw: Any) -> None:
@@ -172,8 +180,8 @@ class _IF:
 
 
 class _LIF:
+    family = "lif"
     _step_fn = staticmethod(F.lif_step)
-    _scan_fn = staticmethod(F.lif_scan)
     _state_type = F.LIFState
 
     def __init__(self, tau_mem: float = 20e-3, **kw: Any) -> None:
@@ -188,8 +196,8 @@ class _LIF:
 
 
 class _PLIF:
+    family = "plif"
     _step_fn = staticmethod(F.plif_step)
-    _scan_fn = staticmethod(F.plif_scan)
     _state_type = F.LIFState
 
     def __init__(self, tau_mem: float = 2e-3, *, shape: tuple[int, ...] = (), **kw: Any) -> None:
@@ -210,8 +218,8 @@ class _PLIF:
 
 
 class _ALIF:
+    family = "alif"
     _step_fn = staticmethod(F.alif_step)
-    _scan_fn = staticmethod(F.alif_scan)
     _state_type = F.ALIFState
 
     def __init__(self, tau_mem: float = 20e-3, tau_adapt: float = 200e-3,
@@ -233,9 +241,9 @@ class _ALIF:
 
 
 class _LI:
+    family = "li"
     spiking = False
     _step_fn = staticmethod(F.li_step)
-    _scan_fn = staticmethod(F.li_scan)
     _state_type = F.LIState
 
     def __init__(self, tau_mem: float = 20e-3, *, dt: float = 1e-3) -> None:

@@ -24,7 +24,7 @@ def config(tmp_path):
 def test_info_lists_versions_and_components(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    for key in ("snn5", "torch", "threads", "cuda", "neuron kernels", "lif", "atan", "conv_snn",
+    for key in ("snn5", "torch", "threads", "cuda", "kernels (cpu)", "lif", "atan", "conv_snn",
                 "digits", "45nm"):
         assert key in out
 

@@ -1,0 +1,188 @@
+"""``torch.library`` custom ops for fused multi-step neurons, with fake and autograd parts.
+
+Ops work on flattened sequences: ``x [T, N]``, states ``[N]``. Scalar parameters are 0-d
+tensors so that gradients reach learnable ones (threshold, PLIF decay, surrogate width); the
+values are the ones the reference uses (see :mod:`snn5.kernels.dispatch`). Device kernels
+register per device type: the CPU one here, the Triton one in :mod:`snn5.kernels.triton_ops`.
+
+Backward saves only the pre-reset membrane ``h [T, N]`` (plus ``a`` for ALIF and ``x`` when the
+PLIF decay learns): spikes are recomputed from it exactly, no per-step graph is kept.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from snn5.kernels.build import load_cpu_kernels
+
+
+def _contig(t: Tensor | None) -> Tensor | None:
+    """Incoming gradients may be expanded views (e.g. from ``.sum()``); kernels read memory."""
+    return None if t is None else t.contiguous()
+
+
+def _ext():
+    ext = load_cpu_kernels()
+    if ext is None:
+        raise RuntimeError("the snn5 CPU kernels are not available on this machine; use "
+                           "backend='reference'")
+    return ext
+
+
+# ------------------------------------------------------------------ IF / LIF / PLIF
+
+@torch.library.custom_op("snn5::leaky_scan", mutates_args=())
+def leaky_scan(x: Tensor, v0: Tensor, beta: Tensor, omb: Tensor, v_th: Tensor, width: Tensor,
+               is_if: bool, reset: int, surrogate: int, detach_reset: bool, save: bool
+               ) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns ``(z [T, N], v_T [N], h [T, N] or empty)``."""
+    raise NotImplementedError(f"snn5::leaky_scan has no kernel for device {x.device.type}")
+
+
+@leaky_scan.register_kernel("cpu")
+def _leaky_scan_cpu(x, v0, beta, omb, v_th, width, is_if, reset, surrogate, detach_reset, save):
+    z, h, v_last = _ext().leaky_fwd(x, v0, is_if, reset, float(beta), float(omb),
+                                    float(v_th), save)
+    return z, v_last, h
+
+
+@leaky_scan.register_fake
+def _(x, v0, beta, omb, v_th, width, is_if, reset, surrogate, detach_reset, save):
+    h = torch.empty_like(x) if save else x.new_empty(0)
+    return torch.empty_like(x), torch.empty_like(v0), h
+
+
+@torch.library.custom_op("snn5::leaky_scan_backward", mutates_args=())
+def leaky_scan_backward(grad_z: Tensor, grad_v: Tensor | None, h: Tensor, x: Tensor | None,
+                        v0: Tensor | None, beta: Tensor, omb: Tensor, v_th: Tensor,
+                        width: Tensor, is_if: bool, reset: int, surrogate: int,
+                        detach_reset: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns ``(grad_x [T, N], grad_v0 [N], grads [4] float64: v_th, beta, width, omb)``."""
+    raise NotImplementedError(f"snn5::leaky_scan_backward has no kernel for {h.device.type}")
+
+
+@leaky_scan_backward.register_kernel("cpu")
+def _leaky_bwd_cpu(grad_z, grad_v, h, x, v0, beta, omb, v_th, width, is_if, reset, surrogate,
+                   detach_reset):
+    v0_ = v0 if v0 is not None else h.new_zeros(h.shape[1])
+    return tuple(_ext().leaky_bwd(grad_z.contiguous(), _contig(grad_v), h, x, v0_, is_if, reset,
+                                  surrogate, float(beta), float(omb), float(v_th), float(width),
+                                  detach_reset))
+
+
+@leaky_scan_backward.register_fake
+def _(grad_z, grad_v, h, x, v0, beta, omb, v_th, width, is_if, reset, surrogate, detach_reset):
+    return (torch.empty_like(h), h.new_empty(h.shape[1]),
+            h.new_empty(4, dtype=torch.float64))
+
+
+def _leaky_setup(ctx, inputs, output):
+    x, v0, beta, omb, v_th, width, is_if, reset, surrogate, detach_reset, save = inputs
+    _, _, h = output
+    learn_decay = ctx.needs_input_grad[2] or ctx.needs_input_grad[3]
+    ctx.save_for_backward(h, x if learn_decay else None, v0 if learn_decay else None,
+                          beta, omb, v_th, width)
+    ctx.flags = (is_if, reset, surrogate, detach_reset)
+    ctx.mark_non_differentiable(h)
+    ctx.set_materialize_grads(False)
+
+
+def _leaky_backward(ctx, grad_z, grad_v, grad_h):
+    h, x, v0, beta, omb, v_th, width = ctx.saved_tensors
+    if h.numel() == 0:
+        raise RuntimeError("snn5::leaky_scan ran with save=False but a gradient was requested")
+    if grad_z is None:
+        grad_z = torch.zeros_like(h)
+    gx, gv0, grads = leaky_scan_backward(grad_z, grad_v, h, x, v0, beta, omb, v_th, width,
+                                         *ctx.flags)
+    need = ctx.needs_input_grad
+
+    def grad(k: int, like: Tensor, needed: bool) -> Tensor | None:
+        return grads[k].to(like.dtype).reshape(like.shape) if needed else None
+
+    return (gx, gv0 if need[1] else None, grad(1, beta, need[2]), grad(3, omb, need[3]),
+            grad(0, v_th, need[4]), grad(2, width, need[5]), None, None, None, None, None)
+
+
+leaky_scan.register_autograd(_leaky_backward, setup_context=_leaky_setup)
+
+
+# ------------------------------------------------------------------ ALIF
+
+@torch.library.custom_op("snn5::alif_scan", mutates_args=())
+def alif_scan(x: Tensor, v0: Tensor, a0: Tensor, v_th: Tensor, width: Tensor, beta: float,
+              omb: float, rho: float, omr: float, beta_adapt: float, reset: int, surrogate: int,
+              detach_reset: bool, save: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns ``(z [T, N], v_T, a_T, h [T, N], a_seq [T, N])`` (h, a_seq empty unless save)."""
+    raise NotImplementedError(f"snn5::alif_scan has no kernel for device {x.device.type}")
+
+
+@alif_scan.register_kernel("cpu")
+def _alif_scan_cpu(x, v0, a0, v_th, width, beta, omb, rho, omr, beta_adapt, reset, surrogate,
+                   detach_reset, save):
+    z, h, a_seq, v_last, a_last = _ext().alif_fwd(x, v0, a0, reset, beta, omb, rho, omr,
+                                                  beta_adapt, float(v_th))
+    if not save:
+        h, a_seq = x.new_empty(0), x.new_empty(0)
+    return z, v_last, a_last, h, a_seq
+
+
+@alif_scan.register_fake
+def _(x, v0, a0, v_th, width, beta, omb, rho, omr, beta_adapt, reset, surrogate, detach_reset,
+      save):
+    saved = (torch.empty_like(x), torch.empty_like(x)) if save else (x.new_empty(0),) * 2
+    return torch.empty_like(x), torch.empty_like(v0), torch.empty_like(a0), *saved
+
+
+@torch.library.custom_op("snn5::alif_scan_backward", mutates_args=())
+def alif_scan_backward(grad_z: Tensor, grad_v: Tensor | None, grad_a: Tensor | None, h: Tensor,
+                       a_seq: Tensor, v_th: Tensor, width: Tensor, beta: float, omb: float,
+                       rho: float, omr: float, beta_adapt: float, reset: int, surrogate: int,
+                       detach_reset: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Returns ``(grad_x, grad_v0, grad_a0, grads [4] float64: v_th, 0, width, 0)``."""
+    raise NotImplementedError(f"snn5::alif_scan_backward has no kernel for {h.device.type}")
+
+
+@alif_scan_backward.register_kernel("cpu")
+def _alif_bwd_cpu(grad_z, grad_v, grad_a, h, a_seq, v_th, width, beta, omb, rho, omr,
+                  beta_adapt, reset, surrogate, detach_reset):
+    return tuple(_ext().alif_bwd(grad_z.contiguous(), _contig(grad_v), _contig(grad_a), h,
+                                 a_seq, reset, surrogate, beta, omb, rho, omr, beta_adapt,
+                                 float(v_th), float(width), detach_reset))
+
+
+@alif_scan_backward.register_fake
+def _(grad_z, grad_v, grad_a, h, a_seq, v_th, width, beta, omb, rho, omr, beta_adapt, reset,
+      surrogate, detach_reset):
+    n = h.shape[1]
+    return (torch.empty_like(h), h.new_empty(n), h.new_empty(n),
+            h.new_empty(4, dtype=torch.float64))
+
+
+def _alif_setup(ctx, inputs, output):
+    (x, v0, a0, v_th, width, beta, omb, rho, omr, beta_adapt, reset, surrogate, detach_reset,
+     save) = inputs
+    _, _, _, h, a_seq = output
+    ctx.save_for_backward(h, a_seq, v_th, width)
+    ctx.flags = (beta, omb, rho, omr, beta_adapt, reset, surrogate, detach_reset)
+    ctx.mark_non_differentiable(h, a_seq)
+    ctx.set_materialize_grads(False)
+
+
+def _alif_backward(ctx, grad_z, grad_v, grad_a, grad_h, grad_a_seq):
+    h, a_seq, v_th, width = ctx.saved_tensors
+    if h.numel() == 0:
+        raise RuntimeError("snn5::alif_scan ran with save=False but a gradient was requested")
+    if grad_z is None:
+        grad_z = torch.zeros_like(h)
+    gx, gv0, ga0, grads = alif_scan_backward(grad_z, grad_v, grad_a, h, a_seq, v_th, width,
+                                             *ctx.flags)
+    need = ctx.needs_input_grad
+    g_th = grads[0].to(v_th.dtype).reshape(v_th.shape) if need[3] else None
+    g_w = grads[2].to(width.dtype).reshape(width.shape) if need[4] else None
+    return (gx, gv0 if need[1] else None, ga0 if need[2] else None, g_th, g_w,
+            None, None, None, None, None, None, None, None, None)
+
+
+alif_scan.register_autograd(_alif_backward, setup_context=_alif_setup)
