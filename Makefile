@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml snn5/kernels/csrc/neurons_cpu.cpp | $(BIN)/python
+$(VENV)/.installed: pyproject.toml $(wildcard snn5/kernels/csrc/*.cpp) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"

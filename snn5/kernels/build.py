@@ -19,7 +19,8 @@ import torch
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).resolve().parent / "csrc" / "neurons_cpu.cpp"
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCES = [CSRC / "neurons_cpu.cpp", CSRC / "event_cpu.cpp"]
 # -ffp-contract=off: no fused multiply-add, so the rounding matches the reference op by op.
 CFLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-march=native", "-fopenmp"]
 LDFLAGS = ["-fopenmp"]
@@ -48,7 +49,8 @@ def _cpu_flags() -> str:
 def build_key() -> str:
     """Hash of everything the binary depends on (source, flags, torch, python, CPU features)."""
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(CFLAGS).encode(), torch.__version__.encode(),
+    parts = [src.read_bytes() for src in SOURCES]
+    for part in (*parts, " ".join(CFLAGS).encode(), torch.__version__.encode(),
                  sys.version.encode(), _cpu_flags().encode()):
         h.update(part)
     return h.hexdigest()[:16]
@@ -71,7 +73,7 @@ def load_cpu_kernels(*, verbose: bool = False) -> ModuleType | None:
             name = f"snn5_cpu_{build_key()}"
             build_dir = cache_dir() / name
             build_dir.mkdir(parents=True, exist_ok=True)
-            module = load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS,
+            module = load(name=name, sources=[str(src) for src in SOURCES], extra_cflags=CFLAGS,
                           extra_ldflags=LDFLAGS, build_directory=str(build_dir), verbose=verbose)
         except Exception as exc:  # any build problem means: fall back, loudly, once
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

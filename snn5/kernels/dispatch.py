@@ -79,7 +79,9 @@ def fused_blocker(family: str, x_seq: Tensor, p: tuple, surrogate: Surrogate,
 
 
 def _const(value: float, like: Tensor) -> Tensor:
-    return torch.tensor(float(value), dtype=_F64, device=like.device)
+    # torch.full fills on the device (the value travels as a kernel argument); torch.tensor
+    # would copy from the host and synchronise with the GPU on every call.
+    return torch.full((), float(value), dtype=_F64, device=like.device)
 
 
 def _rounded(value: Tensor, dtype: torch.dtype) -> Tensor:
@@ -166,7 +168,7 @@ def active_backends() -> dict[str, str]:
     out = {"cpu": "fused C++ kernel (IF, LIF, PLIF, ALIF)" if cpu is not None else
            f"reference ({kernel_error('cpu') or 'not built'})"}
     if torch.cuda.is_available():
-        out["cuda"] = ("fused Triton kernel" if triton_available() else
+        out["cuda"] = ("fused Triton kernel (IF, LIF, PLIF, ALIF)" if triton_available() else
                        "reference (Triton not installed)")
     return out
 

@@ -11,6 +11,8 @@ PLIF decay learns): spikes are recomputed from it exactly, no per-step graph is 
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 from torch import Tensor
 
@@ -186,3 +188,9 @@ def _alif_backward(ctx, grad_z, grad_v, grad_a, grad_h, grad_a_seq):
 
 
 alif_scan.register_autograd(_alif_backward, setup_context=_alif_setup)
+
+
+# The CUDA kernels (Triton) register themselves when snn5.kernels.triton_ops is imported. Only
+# where CUDA and triton both exist: a CPU-only install never imports triton.
+if torch.cuda.is_available() and importlib.util.find_spec("triton") is not None:
+    from snn5.kernels import triton_ops  # noqa: E402, F401

@@ -7,6 +7,7 @@ from torch import nn
 
 from snn5.models.spec import NeuronSpec
 from snn5.nn.encoders import Encoding
+from snn5.nn.event import EventLinear
 from snn5.nn.readout import Readout, TimeMean, build_readout
 
 
@@ -27,6 +28,13 @@ class ClassifierConfig(BaseModel):
 def make_neuron(cfg: ClassifierConfig, ann: bool) -> nn.Module:
     """A fresh spiking neuron, or ReLU for the ANN twin."""
     return nn.ReLU() if ann else cfg.neuron.build()
+
+
+def make_linear(in_features: int, out_features: int, *, spike_input: bool, ann: bool) -> nn.Module:
+    """A Linear layer; fed by spikes in an SNN it runs event-driven at sparse inference."""
+    if spike_input and not ann:
+        return EventLinear(in_features, out_features)
+    return nn.Linear(in_features, out_features)
 
 
 def output_layers(cfg: ClassifierConfig, ann: bool) -> tuple[list[nn.Module], nn.Module]:

@@ -11,7 +11,7 @@ from pydantic import Field
 from torch import nn
 
 from snn5.models.classifier import SpikingClassifier
-from snn5.models.common import ClassifierConfig, make_neuron, output_layers
+from snn5.models.common import ClassifierConfig, make_linear, make_neuron, output_layers
 from snn5.models.registry import register_model
 from snn5.nn.encoders import Encoding
 from snn5.nn.layers import TimeDistributed
@@ -53,14 +53,15 @@ def build_conv_snn(cfg: ConvSNNConfig, input_shape: tuple[int, ...], num_classes
         c_in = c
     layers.append(TimeDistributed(nn.Flatten()))                 # [T, B, C*H*W]
     features = c_in * h * w
+    spikes = cfg.pool == "max" or cfg.pool_before_neuron          # avg-pooled spikes are not
     for width in cfg.fc_hidden:
         if cfg.dropout > 0:
             layers.append(nn.Dropout(cfg.dropout))
-        layers += [nn.Linear(features, width), make_neuron(cfg, ann)]
-        features = width
+        layers += [make_linear(features, width, spike_input=spikes, ann=ann), make_neuron(cfg, ann)]
+        features, spikes = width, True
     if cfg.dropout > 0:
         layers.append(nn.Dropout(cfg.dropout))
-    layers.append(nn.Linear(features, num_classes))
+    layers.append(make_linear(features, num_classes, spike_input=spikes, ann=ann))
     tail, readout = output_layers(cfg, ann)
     return SpikingClassifier(layers + tail, readout, timesteps=1 if ann else cfg.timesteps,
                              encoding=Encoding.DIRECT if ann else cfg.encoding,

@@ -8,7 +8,7 @@ from pydantic import Field
 from torch import nn
 
 from snn5.models.classifier import SpikingClassifier
-from snn5.models.common import ClassifierConfig, make_neuron, output_layers
+from snn5.models.common import ClassifierConfig, make_linear, make_neuron, output_layers
 from snn5.models.registry import register_model
 from snn5.nn.encoders import Encoding
 from snn5.nn.layers import TimeDistributed
@@ -30,17 +30,21 @@ def build_spiking_mlp(cfg: SpikingMLPConfig, input_shape: tuple[int, ...], num_c
     for d in input_shape:
         in_features *= d
     layers: list[nn.Module] = [TimeDistributed(nn.Flatten())]     # [T, B, F]
+    spikes = cfg.encoding is not Encoding.DIRECT                  # is the layer input spikes?
     for width in cfg.hidden:
         if width < 1:
             raise ValueError(f"hidden widths must be >= 1, got {list(cfg.hidden)}")
-        layers.append(nn.Linear(in_features, width, bias=not cfg.batch_norm))
+        linear = make_linear(in_features, width, spike_input=spikes, ann=ann)
+        if cfg.batch_norm:
+            linear.register_parameter("bias", None)
+        layers.append(linear)
         if cfg.batch_norm:
             layers.append(TimeDistributed(nn.BatchNorm1d(width)))
         layers.append(make_neuron(cfg, ann))
         if cfg.dropout > 0:
             layers.append(nn.Dropout(cfg.dropout))
-        in_features = width
-    layers.append(nn.Linear(in_features, num_classes))
+        in_features, spikes = width, True
+    layers.append(make_linear(in_features, num_classes, spike_input=spikes, ann=ann))
     tail, readout = output_layers(cfg, ann)
     return SpikingClassifier(layers + tail, readout, timesteps=1 if ann else cfg.timesteps,
                              encoding=Encoding.DIRECT if ann else cfg.encoding,

@@ -1,5 +1,6 @@
 """L2 modules: neurons (sequence + Cell twins), time-distributed layers, readouts, encoders."""
 
+from snn5.nn.event import EventLinear
 from snn5.nn.encoders import DirectEncoder, Encoding, LatencyEncoder, PoissonEncoder, build_encoder
 from snn5.nn.layers import Sequential, TimeDistributed, is_stateful
 from snn5.nn.monitor import SpikeRecorder, spiking_layers
@@ -12,7 +13,7 @@ from snn5.nn.readout import (
 )
 
 __all__ = [
-    "ALIF", "ALIFCell", "DirectEncoder", "Encoding", "IF", "IFCell", "LI", "LICell", "LIF",
+    "ALIF", "ALIFCell", "DirectEncoder", "Encoding", "EventLinear", "IF", "IFCell", "LI", "LICell", "LIF",
     "LIFCell", "LatencyEncoder", "MembraneReadout", "NEURONS", "Neuron", "NeuronBase",
     "NeuronCell", "PLIF", "PLIFCell", "PoissonEncoder", "Readout", "Sequential", "SpikeCount",
     "SpikeRecorder", "TimeDistributed", "TimeMean", "build_encoder", "build_readout",

@@ -13,7 +13,7 @@ def test_broken_build_falls_back_to_the_reference_with_one_warning(tmp_path):
         stream = io.StringIO()
         logging.basicConfig(stream=stream, level=logging.WARNING)
         import snn5.kernels.build as build
-        build.SOURCE = build.Path({str(bad)!r})
+        build.SOURCES = [build.Path({str(bad)!r})]
         import torch, snn5
         from snn5.kernels import active_backends
         lif, ref = snn5.LIF(), snn5.LIF(backend="reference")

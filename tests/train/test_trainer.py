@@ -94,7 +94,7 @@ def test_nan_weight_names_the_layer(data, tmp_path):
         trainer.fit()
     message = str(info.value)
     assert "non-finite loss at epoch 1, step 5 (batch 5)" in message
-    assert f"first non-finite output in layer '{name}' (Linear)" in message
+    assert f"first non-finite output in layer '{name}' ({type(target).__name__})" in message
     assert read_meta(tmp_path / LAST)["global_step"] == 4          # the last good state is kept
 
 

@@ -449,9 +449,13 @@ std::vector<torch::Tensor> alif_bwd(torch::Tensor gz, std::optional<torch::Tenso
   return {gx, gv0, ga0, grads};
 }
 
+std::tuple<torch::Tensor, bool> event_linear_fwd(torch::Tensor spikes, torch::Tensor weight_t,
+                                                 torch::Tensor bias);  // event_cpu.cpp
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("leaky_fwd", &leaky_fwd, "IF/LIF/PLIF multi-step forward (CPU)");
   m.def("leaky_bwd", &leaky_bwd, "IF/LIF/PLIF multi-step backward (CPU)");
   m.def("alif_fwd", &alif_fwd, "ALIF multi-step forward (CPU)");
   m.def("alif_bwd", &alif_bwd, "ALIF multi-step backward (CPU)");
+  m.def("event_linear_fwd", &event_linear_fwd, "event-driven Linear on spike input (CPU)");
 }

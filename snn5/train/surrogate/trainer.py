@@ -92,7 +92,7 @@ def first_nonfinite_module(model: nn.Module, x: Tensor) -> str | None:
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
                if n and not list(m.children()) or hasattr(m, "spiking")]
     try:
-        with torch.no_grad():
+        with torch.enable_grad():      # replay the step as training ran it (dense layers)
             model(x)
     finally:
         for h in handles:

@@ -1,0 +1,53 @@
+"""A Linear layer that runs event-driven at inference when its input is sparse spikes."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from snn5.kernels.event import event_linear, spike_rate
+
+DEFAULT_MAX_RATE = 0.25
+
+
+class EventLinear(nn.Linear):
+    """``nn.Linear`` whose inference on spike input skips the dense product.
+
+    Under ``torch.no_grad()``/``inference_mode()`` on the CPU, the layer measures the input's
+    spike rate and, at or below ``max_rate``, accumulates only the weight rows of the active
+    inputs (:func:`snn5.kernels.event_linear`); otherwise, and in training, it is exactly
+    ``nn.Linear``. Parameters, ``state_dict`` keys and operation counters are those of
+    ``nn.Linear``.
+
+    Args:
+        in_features, out_features, bias: as ``nn.Linear``.
+        max_rate: spike rate (fraction of nonzero inputs) up to which the event path is taken.
+            The default comes from ``benchmarks/event_speed.py`` on a 2-core CPU; set 0 to
+            disable.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 max_rate: float = DEFAULT_MAX_RATE, device=None, dtype=None) -> None:
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        if not 0.0 <= max_rate <= 1.0:
+            raise ValueError(f"max_rate is a spike rate in [0, 1], got {max_rate}")
+        self.max_rate = float(max_rate)
+        self._weight_t: Tensor | None = None
+        self._weight_key: tuple | None = None
+
+    def _transposed(self) -> Tensor:
+        key = (self.weight.data_ptr(), self.weight._version, self.weight.shape)
+        if self._weight_key != key:
+            self._weight_t = self.weight.detach().t().contiguous()
+            self._weight_key = key
+        return self._weight_t
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (torch.is_grad_enabled() or self.max_rate == 0.0 or x.device.type != "cpu"
+                or x.dtype != torch.float32 or spike_rate(x) > self.max_rate):
+            return F.linear(x, self.weight, self.bias)
+        return event_linear(x, self.weight, self.bias, weight_t=self._transposed())
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, max_rate={self.max_rate:g}"

@@ -1,0 +1,88 @@
+"""Event-driven Linear: the same outputs as the dense product, chosen by spike rate."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from snn5.kernels import event_linear, load_cpu_kernels
+from snn5.models import build_model
+from snn5.nn import EventLinear
+
+pytestmark = pytest.mark.skipif(load_cpu_kernels() is None, reason="CPU kernels not built")
+
+
+@pytest.mark.parametrize("rows, n_in, n_out", [(1, 1, 1), (63, 7, 65), (64, 128, 64),
+                                               (130, 257, 129), (300, 512, 200)])
+@pytest.mark.parametrize("rate", [0.0, 0.01, 0.1, 0.5, 1.0])
+def test_equals_dense_product(rows, n_in, n_out, rate):
+    g = torch.Generator().manual_seed(rows * 7 + n_in)
+    spikes = (torch.rand(rows, n_in, generator=g) < rate).float()
+    weight = torch.randn(n_out, n_in, generator=g)
+    bias = torch.randn(n_out, generator=g)
+    with torch.no_grad():
+        out = event_linear(spikes, weight, bias)
+        dense = F.linear(spikes, weight, bias)
+    # float32 sums in another order: bounded by the number of terms times an ulp of the terms
+    tol = 1e-6 * (1 + spikes.sum(1, keepdim=True)) * weight.abs().max()
+    assert ((out - dense).abs() <= tol).all()
+
+
+def test_signed_spikes_no_bias_and_leading_dims():
+    g = torch.Generator().manual_seed(0)
+    spikes = torch.randint(-1, 2, (3, 5, 40), generator=g).float()       # [T, B, in]
+    weight = torch.randn(9, 40, generator=g)
+    with torch.no_grad():
+        out = event_linear(spikes, weight)
+    assert out.shape == (3, 5, 9)
+    assert torch.allclose(out, F.linear(spikes, weight), atol=1e-5)
+
+
+def test_other_values_and_grad_mode_use_the_dense_product():
+    weight = torch.randn(6, 10)
+    x = torch.rand(4, 10)
+    with torch.no_grad():
+        assert torch.equal(event_linear(x, weight), F.linear(x, weight))
+    spikes = (torch.rand(4, 10) < 0.2).float().requires_grad_()
+    out = event_linear(spikes, weight)
+    out.sum().backward()                                      # grad mode: dense, differentiable
+    assert spikes.grad is not None
+
+
+def test_event_linear_module_picks_the_path_by_rate(monkeypatch):
+    import snn5.nn.event as event_module
+    calls = []
+    real = event_module.event_linear
+    monkeypatch.setattr(event_module, "event_linear",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(0)
+    layer, dense = EventLinear(50, 20, max_rate=0.2), torch.nn.Linear(50, 20)
+    dense.load_state_dict(layer.state_dict())                 # same keys as nn.Linear
+    sparse = (torch.rand(30, 50) < 0.1).float()
+    busy = (torch.rand(30, 50) < 0.5).float()
+    with torch.no_grad():
+        assert torch.allclose(layer(sparse), dense(sparse), atol=1e-5)
+        assert len(calls) == 1
+        assert torch.equal(layer(busy), dense(busy))          # above max_rate: dense
+        assert len(calls) == 1
+    assert torch.equal(layer(sparse), dense(sparse))          # training/grad: dense
+    with torch.no_grad():
+        layer.weight.mul_(2)                                  # cached transpose follows updates
+        assert torch.allclose(layer(sparse), F.linear(sparse, layer.weight, layer.bias), atol=1e-5)
+
+
+def test_models_use_event_layers_after_spikes_and_predict_the_same():
+    torch.manual_seed(0)
+    snn = build_model({"name": "spiking_mlp", "hidden": [64, 32]}, (1, 8, 8), 10).eval()
+    kinds = [type(m).__name__ for m in snn.modules() if isinstance(m, torch.nn.Linear)]
+    assert kinds == ["Linear", "EventLinear", "EventLinear"]     # pixels in, spikes after
+    ann = build_model({"name": "spiking_mlp", "hidden": [64, 32]}, (1, 8, 8), 10, ann=True)
+    assert all(type(m) is torch.nn.Linear for m in ann.modules() if isinstance(m, torch.nn.Linear))
+    x = torch.rand(16, 1, 8, 8)
+    with torch.no_grad():
+        event_logits = snn(x)
+        for m in snn.modules():
+            if isinstance(m, EventLinear):
+                m.max_rate = 0.0                                 # force the dense path
+        dense_logits = snn(x)
+    assert torch.allclose(event_logits, dense_logits, atol=1e-4)
+    assert torch.equal(event_logits.argmax(1), dense_logits.argmax(1))
