@@ -48,3 +48,50 @@ def event_linear(spikes: Tensor, weight: Tensor, bias: Tensor | None = None, *,
 def spike_rate(x: Tensor) -> float:
     """Fraction of nonzero entries (one pass over ``x``)."""
     return x.count_nonzero().item() / max(x.numel(), 1)
+
+
+class _BitSavedLinear(torch.autograd.Function):
+    """``F.linear`` whose saved input is the packed spike bits (1 bit per element)."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, bits: Tensor,
+                value: float) -> Tensor:
+        ctx.save_for_backward(bits, weight)
+        ctx.meta = (x.shape, x.dtype, value, bias is not None)
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, grad: Tensor):
+        bits, weight = ctx.saved_tensors
+        shape, dtype, value, has_bias = ctx.meta
+        g2 = grad.reshape(-1, grad.shape[-1])                               # [R, out]
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = (g2 @ weight.to(g2.dtype)).view(shape)                     # [..., in]
+        if ctx.needs_input_grad[1]:
+            z = load_cpu_kernels().unpack_spikes(bits, shape[-1], value, dtype)   # [R, in]
+            gw = g2.t() @ z.to(g2.dtype)                                    # [out, in]
+        if has_bias and ctx.needs_input_grad[2]:
+            gb = g2.sum(0)
+        return gx, gw, gb, None, None
+
+
+def spike_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear(x, weight, bias)`` for training on spike input, saving the input as bits.
+
+    When every entry of ``x`` is 0 or one common value (spikes, or spikes scaled by dropout),
+    autograd keeps 1 bit per input element instead of 4 bytes; the forward and gradients are
+    those of ``F.linear``. Other inputs, devices or dtypes take ``F.linear`` itself.
+    """
+    ext = load_cpu_kernels()
+    if (ext is None or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16)
+            or not torch.is_grad_enabled() or x.numel() == 0):
+        return F.linear(x, weight, bias)
+    rows = x.reshape(-1, x.shape[-1]).contiguous()
+    top = float(rows.detach().amax())                     # the one nonzero value, if spikes
+    bits, ok, value = ext.pack_spikes(rows.detach(), top if top > 0 else 1.0)
+    if not ok:
+        return F.linear(x, weight, bias)
+    return _BitSavedLinear.apply(x, weight, bias, bits, value)

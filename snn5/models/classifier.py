@@ -24,10 +24,13 @@ class SpikingClassifier(nn.Module):
         timesteps: T.
         encoding: how the static input becomes a sequence.
         input_shape: per-sample input shape, checked on every call.
+        checkpoint_steps: train with time-chunked activation checkpointing of this many steps
+            (see :class:`snn5.nn.Sequential`); None: off.
     """
 
     def __init__(self, layers: Sequence[nn.Module], readout: nn.Module, *, timesteps: int,
-                 encoding: Encoding, input_shape: tuple[int, ...]) -> None:
+                 encoding: Encoding, input_shape: tuple[int, ...],
+                 checkpoint_steps: int | None = None) -> None:
         super().__init__()
         layers = list(layers)
         first = next((i for i, m in enumerate(layers) if is_stateful(m)), len(layers))
@@ -38,6 +41,7 @@ class SpikingClassifier(nn.Module):
         self.stem = nn.Sequential(*layers[:first])
         self.body = Sequential(*layers[first:])
         self.readout = readout
+        self.checkpoint_steps = checkpoint_steps
 
     def forward(self, x: Tensor) -> Tensor:
         if tuple(x.shape[1:]) != self.input_shape:
@@ -48,7 +52,7 @@ class SpikingClassifier(nn.Module):
             h = h.expand(self.timesteps, *h.shape[1:])     # [T, B, ...] same current every step
         else:
             h = self.stem(self.encoder(x))                 # [T, B, ...]
-        out, _ = self.body(h)                              # [T, B, C]
+        out, _ = self.body(h, checkpoint_steps=self.checkpoint_steps)   # [T, B, C]
         return self.readout(out)                           # [B, C]
 
     def extra_repr(self) -> str:

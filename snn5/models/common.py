@@ -23,6 +23,8 @@ class ClassifierConfig(BaseModel):
     readout_tau_mem: float | None = Field(None, gt=0, description="LI readout tau (s); "
                                           "None: the neuron's tau_mem")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    checkpoint_steps: int | None = Field(None, ge=1, description="train with time-chunked "
+                                         "activation checkpointing (long sequences)")
 
 
 def make_neuron(cfg: ClassifierConfig, ann: bool) -> nn.Module:

@@ -65,4 +65,5 @@ def build_conv_snn(cfg: ConvSNNConfig, input_shape: tuple[int, ...], num_classes
     tail, readout = output_layers(cfg, ann)
     return SpikingClassifier(layers + tail, readout, timesteps=1 if ann else cfg.timesteps,
                              encoding=Encoding.DIRECT if ann else cfg.encoding,
-                             input_shape=input_shape)
+                             input_shape=input_shape,
+                             checkpoint_steps=None if ann else cfg.checkpoint_steps)

@@ -48,4 +48,5 @@ def build_spiking_mlp(cfg: SpikingMLPConfig, input_shape: tuple[int, ...], num_c
     tail, readout = output_layers(cfg, ann)
     return SpikingClassifier(layers + tail, readout, timesteps=1 if ann else cfg.timesteps,
                              encoding=Encoding.DIRECT if ann else cfg.encoding,
-                             input_shape=input_shape)
+                             input_shape=input_shape,
+                             checkpoint_steps=None if ann else cfg.checkpoint_steps)

@@ -6,19 +6,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from snn5.kernels.event import event_linear, spike_rate
+from snn5.kernels.event import event_linear, spike_linear, spike_rate
 
 DEFAULT_MAX_RATE = 0.25
 
 
 class EventLinear(nn.Linear):
-    """``nn.Linear`` whose inference on spike input skips the dense product.
+    """``nn.Linear`` for spike input: event-driven inference, bit-saved training.
 
     Under ``torch.no_grad()``/``inference_mode()`` on the CPU, the layer measures the input's
     spike rate and, at or below ``max_rate``, accumulates only the weight rows of the active
-    inputs (:func:`snn5.kernels.event_linear`); otherwise, and in training, it is exactly
-    ``nn.Linear``. Parameters, ``state_dict`` keys and operation counters are those of
-    ``nn.Linear``.
+    inputs (:func:`snn5.kernels.event_linear`); above it, it is ``nn.Linear``. In training the
+    output and gradients are ``nn.Linear``'s, but the input kept for the weight gradient is
+    stored as bits (:func:`snn5.kernels.spike_linear`). Parameters, ``state_dict`` keys and
+    operation counters are those of ``nn.Linear``.
 
     Args:
         in_features, out_features, bias: as ``nn.Linear``.
@@ -44,8 +45,10 @@ class EventLinear(nn.Linear):
         return self._weight_t
 
     def forward(self, x: Tensor) -> Tensor:
-        if (torch.is_grad_enabled() or self.max_rate == 0.0 or x.device.type != "cpu"
-                or x.dtype != torch.float32 or spike_rate(x) > self.max_rate):
+        if torch.is_grad_enabled():
+            return spike_linear(x, self.weight, self.bias)        # saves the spikes as bits
+        if (self.max_rate == 0.0 or x.device.type != "cpu" or x.dtype != torch.float32
+                or spike_rate(x) > self.max_rate):
             return F.linear(x, self.weight, self.bias)
         return event_linear(x, self.weight, self.bias, weight_t=self._transposed())
 

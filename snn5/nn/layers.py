@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from snn5.nn.neurons import NeuronBase
 
@@ -45,6 +47,11 @@ class Sequential(nn.Sequential):
     layer (None for stateless layers). Stateless layers must accept ``[T, B, ...]`` (elementwise
     ops and ``nn.Linear`` do; wrap Conv/BatchNorm/pooling in :class:`TimeDistributed`).
 
+    With ``checkpoint_steps=K`` (training only) the sequence runs through the whole stack in
+    chunks of K steps under activation checkpointing: autograd keeps each chunk's input and the
+    states between chunks, and recomputes a chunk's activations during its backward, so memory
+    grows with T only through the inputs. Outputs and gradients equal the unchunked run.
+
     Example:
         >>> net = Sequential(nn.Linear(784, 128), LIF(20e-3), nn.Linear(128, 10), LIF(20e-3))
         >>> out, state = net(x_seq)                # x_seq: [T, B, 784]
@@ -53,8 +60,25 @@ class Sequential(nn.Sequential):
 
     stateful = True
 
-    def forward(self, x: Tensor, state: tuple[Any, ...] | None = None  # type: ignore[override]
-                ) -> tuple[Tensor, tuple[Any, ...]]:
+    def forward(self, x: Tensor, state: tuple[Any, ...] | None = None,  # type: ignore[override]
+                *, checkpoint_steps: int | None = None) -> tuple[Tensor, tuple[Any, ...]]:
+        if checkpoint_steps is None or not torch.is_grad_enabled():
+            return self._run(x, state)
+        if checkpoint_steps < 1:
+            raise ValueError(f"checkpoint_steps must be >= 1, got {checkpoint_steps}")
+        norms = [type(m).__name__ for m in self.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+        if norms:
+            raise ValueError(f"checkpoint_steps splits the sequence in time, which would change "
+                             f"the batch statistics of {norms[0]} in training; train this model "
+                             "without checkpoint_steps, or use it in eval mode")
+        outs = []
+        for chunk in x.split(checkpoint_steps, dim=0):               # [K, B, ...]
+            out, state = checkpoint(self._run, chunk, state, use_reentrant=False)
+            outs.append(out)
+        return torch.cat(outs), state
+
+    def _run(self, x: Tensor, state: tuple[Any, ...] | None) -> tuple[Tensor, tuple[Any, ...]]:
         if state is None:
             state = (None,) * len(self)
         elif len(state) != len(self):

@@ -86,3 +86,35 @@ def test_models_use_event_layers_after_spikes_and_predict_the_same():
         dense_logits = snn(x)
     assert torch.allclose(event_logits, dense_logits, atol=1e-4)
     assert torch.equal(event_logits.argmax(1), dense_logits.argmax(1))
+
+
+@pytest.mark.parametrize("dropout_scale", [1.0, 1.25])
+def test_training_saves_spikes_as_bits_with_dense_gradients(dropout_scale):
+    from snn5.kernels import spike_linear
+    torch.manual_seed(0)
+    x = (torch.rand(3, 7, 21) < 0.3).float() * dropout_scale
+    weight, bias = torch.randn(5, 21, requires_grad=True), torch.randn(5, requires_grad=True)
+    xa = x.clone().requires_grad_()
+    xb = x.clone().requires_grad_()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = spike_linear(xa, weight, bias)
+    assert all(t.dtype != torch.float32 or t.shape != (21, 21) for t in saved)
+    assert any(t.dtype == torch.uint8 for t in saved)                  # the bits, not the floats
+    assert not any(t.dtype == torch.float32 and t.numel() == x.numel() for t in saved)
+    ref = F.linear(xb, weight, bias)
+    assert torch.equal(out, ref)
+    g = torch.randn_like(out)
+    ga = torch.autograd.grad(out, [xa, weight, bias], g)
+    gb = torch.autograd.grad(ref, [xb, weight, bias], g)
+    for a, b in zip(ga, gb):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_training_on_non_spikes_is_plain_linear():
+    from snn5.kernels import spike_linear
+    x = torch.rand(4, 6, requires_grad=True)
+    weight = torch.randn(3, 6, requires_grad=True)
+    out = spike_linear(x, weight)
+    assert out.grad_fn.name() != "_BitSavedLinearBackward"
+    assert torch.equal(out, F.linear(x, weight))

@@ -96,3 +96,37 @@ def test_sequential_rejects_a_state_of_the_wrong_length(n: int) -> None:
     model = net()
     with pytest.raises(ValueError, match="5 layers.*state"):
         model(torch.rand(3, 2, 6, dtype=torch.float64), (None,) * n)
+
+
+def test_time_chunked_checkpointing_equals_the_whole_run_and_saves_less():
+    import snn5
+    torch.manual_seed(0)
+    net = snn5.Sequential(torch.nn.Linear(12, 32), snn5.LIF(3e-3, learn_v_th=True),
+                          torch.nn.Linear(32, 8), snn5.ALIF(5e-3))
+    x = torch.randn(40, 4, 12)
+
+    def run(**kw):
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(
+                lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t):
+            out, state = net(x, **kw)
+        grads = torch.autograd.grad(out.sum() + state[-1].v.sum(), list(net.parameters()))
+        return out, grads, sum(saved)
+
+    out, grads, whole = run()
+    out_c, grads_c, chunked = run(checkpoint_steps=7)
+    assert torch.equal(out, out_c)
+    for a, b in zip(grads, grads_c):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert chunked < whole / 3
+    with torch.no_grad():
+        assert torch.equal(net(x, checkpoint_steps=7)[0], out)     # inference: ignored
+
+
+def test_time_chunked_checkpointing_refuses_training_batchnorm():
+    import snn5
+    net = snn5.Sequential(snn5.TimeDistributed(torch.nn.BatchNorm1d(5)), snn5.LIF())
+    with pytest.raises(ValueError, match="batch statistics of BatchNorm1d"):
+        net(torch.randn(6, 3, 5), checkpoint_steps=2)
+    with pytest.raises(ValueError, match="checkpoint_steps must be >= 1"):
+        snn5.Sequential(snn5.LIF())(torch.randn(6, 3, 5), checkpoint_steps=0)

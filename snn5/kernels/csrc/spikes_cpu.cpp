@@ -1,0 +1,67 @@
+// Spike tensors stored as bits: a Linear fed by spikes keeps its input for the weight gradient
+// as 1 bit per element instead of 4 bytes. Values may be 0 or one common nonzero value c (1 for
+// spikes, 1 / (1 - p) after dropout); pack_spikes checks this in the same pass that packs
+// (little-endian bit order within a byte) and returns c.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <atomic>
+#include <cstdint>
+
+// x [R, in] float32 or bfloat16 -> (bits uint8 [R, ceil(in / 8)], ok, c)
+std::tuple<torch::Tensor, bool, double> pack_spikes(torch::Tensor x, double c) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "pack_spikes takes a contiguous [R, in] tensor");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
+              "pack_spikes takes float32 or bfloat16");
+  const int64_t rows = x.size(0), in = x.size(1), bytes = (in + 7) / 8;
+  auto bits = torch::empty({rows, bytes}, x.options().dtype(torch::kUInt8));
+  uint8_t* out = bits.data_ptr<uint8_t>();
+  std::atomic<bool> ok{true};
+  const float value = static_cast<float>(c);
+  auto run = [&](auto* data) {
+    at::parallel_for(0, rows, 64, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const auto* xr = data + r * in;
+        uint8_t* br = out + r * bytes;
+        for (int64_t k = 0; k < bytes; ++k) {
+          uint8_t byte = 0;
+          const int64_t base = k * 8, n = std::min<int64_t>(8, in - base);
+          for (int64_t j = 0; j < n; ++j) {
+            const float v = static_cast<float>(xr[base + j]);
+            if (v != 0.0f && v != value) { ok.store(false); return; }
+            byte |= static_cast<uint8_t>(v != 0.0f) << j;
+          }
+          br[k] = byte;
+        }
+      }
+    });
+  };
+  if (x.scalar_type() == at::kFloat) run(x.data_ptr<float>());
+  else run(x.data_ptr<c10::BFloat16>());
+  return {bits, ok.load(), c};
+}
+
+// bits uint8 [R, ceil(in / 8)] -> [R, in] of dtype (0 or c)
+torch::Tensor unpack_spikes(torch::Tensor bits, int64_t in, double c, at::ScalarType dtype) {
+  TORCH_CHECK(bits.dim() == 2 && bits.is_contiguous() && bits.scalar_type() == at::kByte,
+              "unpack_spikes takes contiguous uint8 [R, bytes]");
+  const int64_t rows = bits.size(0), bytes = bits.size(1);
+  TORCH_CHECK(bytes == (in + 7) / 8, "bits do not match in_features");
+  auto x = torch::empty({rows, in}, bits.options().dtype(dtype));
+  const uint8_t* b = bits.data_ptr<uint8_t>();
+  const float value = static_cast<float>(c);
+  auto run = [&](auto* data) {
+    at::parallel_for(0, rows, 64, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        auto* xr = data + r * in;
+        const uint8_t* br = b + r * bytes;
+        for (int64_t i = 0; i < in; ++i) xr[i] = ((br[i >> 3] >> (i & 7)) & 1) ? value : 0.0f;
+      }
+    });
+  };
+  if (dtype == at::kFloat) run(x.data_ptr<float>());
+  else if (dtype == at::kBFloat16) run(x.data_ptr<c10::BFloat16>());
+  else TORCH_CHECK(false, "unpack_spikes makes float32 or bfloat16");
+  return x;
+}
