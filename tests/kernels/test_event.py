@@ -118,3 +118,12 @@ def test_training_on_non_spikes_is_plain_linear():
     out = spike_linear(x, weight)
     assert out.grad_fn.name() != "_BitSavedLinearBackward"
     assert torch.equal(out, F.linear(x, weight))
+
+
+def test_bit_saving_rejects_two_different_nonzero_values():
+    from snn5.kernels import spike_linear
+    x = torch.zeros(300, 10)
+    x[0, 0], x[299, 9] = 1.0, 2.0                       # far apart: different threads' rows
+    x.requires_grad_()
+    out = spike_linear(x, torch.randn(4, 10))
+    assert out.grad_fn.name() != "_BitSavedLinearBackward"

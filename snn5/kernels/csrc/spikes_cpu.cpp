@@ -8,9 +8,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <vector>
 
-// x [R, in] float32 or bfloat16 -> (bits uint8 [R, ceil(in / 8)], ok, c)
-std::tuple<torch::Tensor, bool, double> pack_spikes(torch::Tensor x, double c) {
+// x [R, in] float32 or bfloat16 -> (bits uint8 [R, ceil(in / 8)], ok, c). Each thread takes the
+// first nonzero it meets as c and checks the rest of its rows against it; the threads' values
+// must then agree.
+std::tuple<torch::Tensor, bool, double> pack_spikes(torch::Tensor x) {
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "pack_spikes takes a contiguous [R, in] tensor");
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
               "pack_spikes takes float32 or bfloat16");
@@ -18,9 +21,10 @@ std::tuple<torch::Tensor, bool, double> pack_spikes(torch::Tensor x, double c) {
   auto bits = torch::empty({rows, bytes}, x.options().dtype(torch::kUInt8));
   uint8_t* out = bits.data_ptr<uint8_t>();
   std::atomic<bool> ok{true};
-  const float value = static_cast<float>(c);
+  std::vector<float> found(static_cast<size_t>(at::get_num_threads()) + 1, 0.0f);
   auto run = [&](auto* data) {
     at::parallel_for(0, rows, 64, [&](int64_t r0, int64_t r1) {
+      float value = 0.0f;
       for (int64_t r = r0; r < r1; ++r) {
         const auto* xr = data + r * in;
         uint8_t* br = out + r * bytes;
@@ -29,17 +33,31 @@ std::tuple<torch::Tensor, bool, double> pack_spikes(torch::Tensor x, double c) {
           const int64_t base = k * 8, n = std::min<int64_t>(8, in - base);
           for (int64_t j = 0; j < n; ++j) {
             const float v = static_cast<float>(xr[base + j]);
-            if (v != 0.0f && v != value) { ok.store(false); return; }
-            byte |= static_cast<uint8_t>(v != 0.0f) << j;
+            if (v != 0.0f) {
+              if (value == 0.0f) value = v;
+              if (v != value) { ok.store(false); return; }
+              byte |= static_cast<uint8_t>(1u << j);
+            }
           }
           br[k] = byte;
         }
+      }
+      const size_t slot = static_cast<size_t>(at::get_thread_num());
+      if (value != 0.0f) {
+        if (found[slot] != 0.0f && found[slot] != value) ok.store(false);
+        found[slot] = value;
       }
     });
   };
   if (x.scalar_type() == at::kFloat) run(x.data_ptr<float>());
   else run(x.data_ptr<c10::BFloat16>());
-  return {bits, ok.load(), c};
+  float c = 0.0f;
+  for (float v : found) {
+    if (v == 0.0f) continue;
+    if (c != 0.0f && v != c) ok.store(false);
+    c = v;
+  }
+  return {bits, ok.load(), c == 0.0f ? 1.0 : static_cast<double>(c)};
 }
 
 // bits uint8 [R, ceil(in / 8)] -> [R, in] of dtype (0 or c)
