@@ -19,13 +19,19 @@ spikes and states are bitwise identical because
   (mirroring ``csrc/neurons_cpu.cpp``, whose comments give the derivation);
 - every operation computes in float32 and, for bfloat16, rounds its result to bfloat16 (round to
   nearest even) before the next one, which is what each PyTorch bfloat16 op does (float op-math,
-  rounding on store). ``_rnd`` below does it; float32 needs no extra rounding;
+  rounding on store). ``_rnd`` below does it; float32 needs no extra rounding. In Triton's
+  interpreter (SOFT) the roundings and the bfloat16 loads and stores work on the bits, because
+  its own float32 <-> bfloat16 conversions truncate and mishandle subnormals;
 - no fused multiply-add: the kernels launch with ``enable_fp_fusion=False``. Triton otherwise
   contracts ``a * b + c`` into one ``fma`` with a single rounding, while the reference rounds the
   product before the sum (separate kernels). With fusion off the PTX holds ``mul.rn.f32`` /
   ``add.rn.f32``, whose explicit rounding also forbids ptxas from contracting them, and no
   ``.ftz`` (subnormals are kept, as PyTorch's CUDA kernels keep them); the tests compile the
-  kernels to PTX and check both;
+  kernels to PTX and check both. LLVM may run the sum or difference of two values already
+  rounded to bfloat16 as one bfloat16 instruction (``add.rn.bf16x2`` on sm_90, ``fma.rn.bf16``
+  with a multiplier of +-1 on sm_80): one rounding of the exact result, which equals the float32
+  operation followed by the rounding to bfloat16, since float32 carries more than 2 x 8 + 2
+  significand bits (double rounding is then innocuous);
 - scalar parameters arrive as 0-d tensors on the device and are loaded in the kernel (no host
   sync). A fixed (python float) parameter comes as float64 and is rounded once to float32 in the
   kernel, which is what PyTorch does with a python scalar in a float32/bfloat16 op (the scalar is
@@ -72,6 +78,29 @@ def _rnd(v, BF16: tl.constexpr, SOFT: tl.constexpr):
         else:
             v = v.to(tl.bfloat16).to(tl.float32)
     return v
+
+
+@triton.jit
+def _ld(ptr, mask, SOFT: tl.constexpr):
+    """Load as float32 (exact). SOFT widens bfloat16 by its bits: the interpreter's conversion
+    mishandles subnormals."""
+    v = tl.load(ptr, mask=mask, other=0.0)
+    if SOFT and v.dtype == tl.bfloat16:
+        v = (v.to(tl.uint16, bitcast=True).to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    else:
+        v = v.to(tl.float32)
+    return v
+
+
+@triton.jit
+def _st(ptr, v, mask, BF16: tl.constexpr, SOFT: tl.constexpr):
+    """Store float32 ``v`` rounded to the storage dtype (for the interpreter by its bits too)."""
+    v = _rnd(v, BF16, SOFT)
+    if SOFT and BF16:
+        bits = (v.to(tl.uint32, bitcast=True) >> 16).to(tl.uint16)
+        tl.store(ptr, bits.to(tl.bfloat16, bitcast=True), mask=mask)
+    else:
+        tl.store(ptr, v.to(ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -128,10 +157,10 @@ def _leaky_fwd(x_ptr, v0_ptr, z_ptr, h_ptr, v_out_ptr, beta_ptr, omb_ptr, v_th_p
     beta = tl.load(beta_ptr).to(tl.float32)
     omb = tl.load(omb_ptr).to(tl.float32)
     v_th = tl.load(v_th_ptr).to(tl.float32)
-    v = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    v = _ld(v0_ptr + offs, mask, SOFT)
     for t in range(T):
-        row = tl.cast(t, tl.int64) * N + offs                                  # x[t, offs]
-        x = tl.load(x_ptr + row, mask=mask, other=0.0).to(tl.float32)
+        row = tl.cast(t, tl.int64) * N + offs           # x[t, offs] (int64: T * N may be large)
+        x = _ld(x_ptr + row, mask, SOFT)
         if IS_IF:
             h = _rnd(v + x, BF16, SOFT)
         else:
@@ -143,10 +172,10 @@ def _leaky_fwd(x_ptr, v0_ptr, z_ptr, h_ptr, v_out_ptr, beta_ptr, omb_ptr, v_th_p
             v = _rnd(h * (1.0 - s), BF16, SOFT)
         else:
             v = h
-        tl.store(z_ptr + row, s.to(z_ptr.dtype.element_ty), mask=mask)
+        _st(z_ptr + row, s, mask, BF16, SOFT)
         if SAVE:
-            tl.store(h_ptr + row, h.to(h_ptr.dtype.element_ty), mask=mask)
-    tl.store(v_out_ptr + offs, v.to(v_out_ptr.dtype.element_ty), mask=mask)
+            _st(h_ptr + row, h, mask, BF16, SOFT)
+    _st(v_out_ptr + offs, v, mask, BF16, SOFT)
 
 
 @triton.jit(do_not_specialize=["T", "N"])
@@ -163,11 +192,11 @@ def _leaky_bwd(gz_ptr, gv_last_ptr, h_ptr, x_ptr, v0_ptr, gx_ptr, gv0_ptr, part_
     v_th = tl.load(v_th_ptr).to(tl.float32)
     width = tl.load(width_ptr).to(tl.float32)
     if HAS_GV:
-        gv = tl.load(gv_last_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        gv = _ld(gv_last_ptr + offs, mask, SOFT)
     else:
         gv = tl.zeros([BLOCK], dtype=tl.float32)
     if WANT_BETA:
-        v_init = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        v_init = _ld(v0_ptr + offs, mask, SOFT)
     g_th = tl.zeros([BLOCK], dtype=tl.float32)       # per-neuron sums over time
     g_beta = tl.zeros([BLOCK], dtype=tl.float32)
     g_w = tl.zeros([BLOCK], dtype=tl.float32)
@@ -175,10 +204,10 @@ def _leaky_bwd(gz_ptr, gv_last_ptr, h_ptr, x_ptr, v0_ptr, gx_ptr, gv0_ptr, part_
     for i in range(T):
         t = T - 1 - i
         row = tl.cast(t, tl.int64) * N + offs
-        h = tl.load(h_ptr + row, mask=mask, other=0.0).to(tl.float32)
+        h = _ld(h_ptr + row, mask, SOFT)
         u = _rnd(h - v_th, BF16, SOFT)
         s = tl.where(u >= 0.0, 1.0, 0.0)
-        gz = tl.load(gz_ptr + row, mask=mask, other=0.0).to(tl.float32)
+        gz = _ld(gz_ptr + row, mask, SOFT)
         if RESET == 0:
             if not DETACH:
                 gz = gz - gv * v_th
@@ -207,14 +236,14 @@ def _leaky_bwd(gz_ptr, gv_last_ptr, h_ptr, x_ptr, v0_ptr, gx_ptr, gv0_ptr, part_
             if WANT_BETA:
                 # the membrane before this step: after the previous step's reset, or v0
                 has_prev = tl.full([BLOCK], t, tl.int32) > 0
-                h_prev = tl.load(h_ptr + row - N, mask=mask & has_prev, other=0.0).to(tl.float32)
+                h_prev = _ld(h_ptr + row - N, mask & has_prev, SOFT)
                 v_prev = tl.where(has_prev, _after_reset(h_prev, v_th, RESET, BF16, SOFT), v_init)
                 g_beta += gh * v_prev
-                x = tl.load(x_ptr + row, mask=mask, other=0.0).to(tl.float32)
+                x = _ld(x_ptr + row, mask, SOFT)
                 g_omb += gh * x
             gv = beta * gh
-        tl.store(gx_ptr + row, _rnd(gx, BF16, SOFT).to(gx_ptr.dtype.element_ty), mask=mask)
-    tl.store(gv0_ptr + offs, _rnd(gv, BF16, SOFT).to(gv0_ptr.dtype.element_ty), mask=mask)
+        _st(gx_ptr + row, gx, mask, BF16, SOFT)
+    _st(gv0_ptr + offs, gv, mask, BF16, SOFT)
     # partials [program, 4]: v_th, beta, width, omb (masked lanes hold exact zeros; where()
     # keeps them out anyway)
     tl.store(part_ptr + pid * 4 + 0, tl.sum(tl.where(mask, g_th, 0.0), axis=0))
@@ -232,11 +261,11 @@ def _alif_fwd(x_ptr, v0_ptr, a0_ptr, z_ptr, h_ptr, a_seq_ptr, v_out_ptr, a_out_p
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     v_th = tl.load(v_th_ptr).to(tl.float32)
-    v = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    a = tl.load(a0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    v = _ld(v0_ptr + offs, mask, SOFT)
+    a = _ld(a0_ptr + offs, mask, SOFT)
     for t in range(T):
         row = tl.cast(t, tl.int64) * N + offs
-        x = tl.load(x_ptr + row, mask=mask, other=0.0).to(tl.float32)
+        x = _ld(x_ptr + row, mask, SOFT)
         h = _rnd(_rnd(beta * v, BF16, SOFT) + _rnd(omb * x, BF16, SOFT), BF16, SOFT)
         thr = _rnd(v_th + _rnd(b_adapt * a, BF16, SOFT), BF16, SOFT)
         s = tl.where(_rnd(h - thr, BF16, SOFT) >= 0.0, 1.0, 0.0)
@@ -247,12 +276,12 @@ def _alif_fwd(x_ptr, v0_ptr, a0_ptr, z_ptr, h_ptr, a_seq_ptr, v_out_ptr, a_out_p
         else:
             v = h
         if SAVE:
-            tl.store(h_ptr + row, h.to(h_ptr.dtype.element_ty), mask=mask)
-            tl.store(a_seq_ptr + row, a.to(a_seq_ptr.dtype.element_ty), mask=mask)  # a before
+            _st(h_ptr + row, h, mask, BF16, SOFT)
+            _st(a_seq_ptr + row, a, mask, BF16, SOFT)             # a before this step
         a = _rnd(_rnd(rho * a, BF16, SOFT) + _rnd(omr * s, BF16, SOFT), BF16, SOFT)
-        tl.store(z_ptr + row, s.to(z_ptr.dtype.element_ty), mask=mask)
-    tl.store(v_out_ptr + offs, v.to(v_out_ptr.dtype.element_ty), mask=mask)
-    tl.store(a_out_ptr + offs, a.to(a_out_ptr.dtype.element_ty), mask=mask)
+        _st(z_ptr + row, s, mask, BF16, SOFT)
+    _st(v_out_ptr + offs, v, mask, BF16, SOFT)
+    _st(a_out_ptr + offs, a, mask, BF16, SOFT)
 
 
 @triton.jit(do_not_specialize=["T", "N"])
@@ -267,11 +296,11 @@ def _alif_bwd(gz_ptr, gv_last_ptr, ga_last_ptr, h_ptr, a_seq_ptr, gx_ptr, gv0_pt
     v_th = tl.load(v_th_ptr).to(tl.float32)
     width = tl.load(width_ptr).to(tl.float32)
     if HAS_GV:
-        gv = tl.load(gv_last_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        gv = _ld(gv_last_ptr + offs, mask, SOFT)
     else:
         gv = tl.zeros([BLOCK], dtype=tl.float32)
     if HAS_GA:
-        ga = tl.load(ga_last_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        ga = _ld(ga_last_ptr + offs, mask, SOFT)
     else:
         ga = tl.zeros([BLOCK], dtype=tl.float32)
     g_th = tl.zeros([BLOCK], dtype=tl.float32)
@@ -279,12 +308,12 @@ def _alif_bwd(gz_ptr, gv_last_ptr, ga_last_ptr, h_ptr, a_seq_ptr, gx_ptr, gv0_pt
     for i in range(T):
         t = T - 1 - i
         row = tl.cast(t, tl.int64) * N + offs
-        h = tl.load(h_ptr + row, mask=mask, other=0.0).to(tl.float32)
-        a = tl.load(a_seq_ptr + row, mask=mask, other=0.0).to(tl.float32)
+        h = _ld(h_ptr + row, mask, SOFT)
+        a = _ld(a_seq_ptr + row, mask, SOFT)
         thr = _rnd(v_th + _rnd(b_adapt * a, BF16, SOFT), BF16, SOFT)
         u = _rnd(h - thr, BF16, SOFT)
         s = tl.where(u >= 0.0, 1.0, 0.0)
-        gz = tl.load(gz_ptr + row, mask=mask, other=0.0).to(tl.float32) + ga * omr
+        gz = _ld(gz_ptr + row, mask, SOFT) + ga * omr
         if RESET == 0:
             if not DETACH:
                 gz = gz - gv * thr
@@ -306,12 +335,11 @@ def _alif_bwd(gz_ptr, gv_last_ptr, ga_last_ptr, h_ptr, a_seq_ptr, gx_ptr, gv0_pt
             g_thr = -gu
         g_th += g_thr
         g_w += gz * dw
-        tl.store(gx_ptr + row, _rnd(omb * gh, BF16, SOFT).to(gx_ptr.dtype.element_ty),
-                 mask=mask)
+        _st(gx_ptr + row, omb * gh, mask, BF16, SOFT)
         gv = beta * gh
         ga = rho * ga + b_adapt * g_thr
-    tl.store(gv0_ptr + offs, _rnd(gv, BF16, SOFT).to(gv0_ptr.dtype.element_ty), mask=mask)
-    tl.store(ga0_ptr + offs, _rnd(ga, BF16, SOFT).to(ga0_ptr.dtype.element_ty), mask=mask)
+    _st(gv0_ptr + offs, gv, mask, BF16, SOFT)
+    _st(ga0_ptr + offs, ga, mask, BF16, SOFT)
     tl.store(part_ptr + pid * 4 + 0, tl.sum(tl.where(mask, g_th, 0.0), axis=0))
     tl.store(part_ptr + pid * 4 + 1, 0.0)
     tl.store(part_ptr + pid * 4 + 2, tl.sum(tl.where(mask, g_w, 0.0), axis=0))
@@ -320,17 +348,18 @@ def _alif_bwd(gz_ptr, gv_last_ptr, ga_last_ptr, h_ptr, a_seq_ptr, gx_ptr, gv0_pt
 
 # ------------------------------------------------------------------ host side
 
-def _block(n: int) -> tuple[int, int]:
-    """(neurons per program, warps): small blocks while there are few neurons, so that more
-    programs share the GPU; 4 neurons per thread (16-byte float32 accesses) in large ones."""
-    block = 128 if n <= 65536 else 512
-    return block, block // 128
+def _block(n: int) -> int:
+    """Neurons per program (4 warps each): one neuron per thread while there are few neurons,
+    so that more programs and threads share the GPU (the time loop is latency-bound); four per
+    thread (16-byte float32 accesses) in large layers. Not tuned on hardware yet."""
+    return 128 if n <= 65536 else 512
 
 
 def _check(name: str, t: Tensor, like: Tensor) -> Tensor:
+    """``t`` contiguous, after checking it has the sequence's dtype and device."""
     if t.dtype != like.dtype or t.device != like.device:
-        raise ValueError(f"{name} is {t.dtype} on {t.device} but x is {like.dtype} on "
-                         f"{like.device}; the Triton kernels take one dtype and device")
+        raise ValueError(f"{name} is {t.dtype} on {t.device} but the sequence is {like.dtype} "
+                         f"on {like.device}; the Triton kernels take one dtype and device")
     return t.contiguous()
 
 
@@ -350,14 +379,17 @@ def _on(x: Tensor):
     return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
-def _launch(kernel, n: int, x: Tensor, *args, **constexprs) -> int:
-    """Run ``kernel`` over ``n`` neurons; returns the number of programs."""
-    block, warps = _block(n)
-    programs = triton.cdiv(n, block)
+def _partials(n: int, like: Tensor) -> Tensor:
+    """One row of parameter-gradient partial sums per program."""
+    return torch.empty((triton.cdiv(n, _block(n)), 4), dtype=torch.float32, device=like.device)
+
+
+def _launch(kernel, n: int, x: Tensor, *args, **constexprs) -> None:
+    """Run ``kernel`` over ``n`` neurons on x's device, without fused multiply-adds."""
+    block = _block(n)
     with _on(x):
-        kernel[(programs,)](*args, BLOCK=block, num_warps=warps, enable_fp_fusion=False,
-                            **constexprs)
-    return programs
+        kernel[(triton.cdiv(n, block),)](*args, BLOCK=block, num_warps=4,
+                                         enable_fp_fusion=False, **constexprs)
 
 
 def leaky_scan(x: Tensor, v0: Tensor, beta: Tensor, omb: Tensor, v_th: Tensor, width: Tensor,
@@ -396,7 +428,7 @@ def leaky_scan_backward(grad_z: Tensor, grad_v: Tensor | None, h: Tensor, x: Ten
     gx, gv0 = torch.empty_like(h), h.new_empty(n)
     if n == 0:
         return gx, gv0, h.new_zeros(4, dtype=torch.float64)
-    part = torch.empty((triton.cdiv(n, _block(n)[0]), 4), dtype=torch.float32, device=h.device)
+    part = _partials(n, h)
     _launch(_leaky_bwd, n, h, grad_z, h if gv is None else gv, h, x if want_beta else h,
             v0 if want_beta else h, gx, gv0, part, _scalar(beta, h), _scalar(omb, h),
             _scalar(v_th, h), _scalar(width, h), steps, n, IS_IF=is_if, RESET=reset,
@@ -440,7 +472,7 @@ def alif_scan_backward(grad_z: Tensor, grad_v: Tensor | None, grad_a: Tensor | N
     gx, gv0, ga0 = torch.empty_like(h), h.new_empty(n), h.new_empty(n)
     if n == 0:
         return gx, gv0, ga0, h.new_zeros(4, dtype=torch.float64)
-    part = torch.empty((triton.cdiv(n, _block(n)[0]), 4), dtype=torch.float32, device=h.device)
+    part = _partials(n, h)
     _launch(_alif_bwd, n, h, grad_z, h if gv is None else gv, h if ga is None else ga, h,
             a_seq, gx, gv0, ga0, part, _scalar(v_th, h), _scalar(width, h), float(beta),
             float(omb), float(rho), float(omr), float(beta_adapt), steps, n, RESET=reset,

@@ -12,10 +12,10 @@ With CUDA (marked gpu): the full op path on the GPU, fused (``backend="triton"``
 reference on the same device, with the tolerances of tests/kernels/test_kernel_parity.py.
 """
 
-import importlib
 import importlib.util
 import itertools
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -67,35 +67,51 @@ def random_state(neuron, x):
 
 # ================================================================== interpreter (no GPU)
 
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 interpreter = [
     pytest.mark.slow,
     pytest.mark.skipif(not HAS_TRITON, reason=NO_TRITON),
-    pytest.mark.skipif(HAS_CUDA, reason="with CUDA the kernels are compiled for the GPU and "
-                                        "the gpu tests below check them there"),
-    pytest.mark.skipif(HAS_TRITON and load_cpu_kernels() is None,
+    pytest.mark.skipif(HAS_TRITON and not INTERPRET,
+                       reason="needs TRITON_INTERPRET=1 from the start of the process (triton "
+                              "reads it when imported); test_kernels_in_triton_interpreter "
+                              "runs these tests so"),
+    pytest.mark.skipif(HAS_TRITON and INTERPRET and load_cpu_kernels() is None,
                        reason="the C++ CPU kernels (the backward's yardstick) are not built"),
 ]
 
 
 def _interp(fn):
-    """Mark a test as an interpreter test (slow; needs triton, no CUDA, the CPU kernels)."""
+    """Mark a test as an interpreter test (slow; triton; TRITON_INTERPRET=1; CPU kernels)."""
     for mark in reversed(interpreter):
         fn = mark(fn)
     return fn
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TRITON, reason=NO_TRITON)
+@pytest.mark.skipif(INTERPRET, reason="this process is the interpreter run")
+def test_kernels_in_triton_interpreter():
+    """Run the test_interpreter_* tests of this file in a fresh process with
+    TRITON_INTERPRET=1 (it has to be set before triton is first imported)."""
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-m", "slow", "-k", "test_interpreter_",
+         "-q", "-p", "no:cacheprovider"],
+        capture_output=True, text=True, env=env, timeout=3600)
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert " passed" in summary and "skipped" not in summary, summary
+
+
 @pytest.fixture(scope="module")
 def tk():
-    """snn5.kernels.triton_ops imported under TRITON_INTERPRET=1 (jit reads it at decoration)."""
-    name = "snn5.kernels.triton_ops"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TRITON_INTERPRET", "1")
-        module = importlib.import_module(name)
+    """snn5.kernels.triton_ops, whose kernels run in the interpreter in this process."""
     from triton.runtime.interpreter import InterpretedFunction
 
-    if not isinstance(module._leaky_fwd, InterpretedFunction):
-        pytest.skip(f"{name} was imported with compiled kernels before this module")
-    return module
+    from snn5.kernels import triton_ops
+
+    assert isinstance(triton_ops._leaky_fwd, InterpretedFunction)
+    return triton_ops
 
 
 @pytest.fixture
@@ -197,7 +213,8 @@ def _alif_args(x, reset=0, surrogate=0, detach=False):
 
 
 @_interp
-@pytest.mark.parametrize("shape", [(1, 1), (3, 8198), (5, 129)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", [(1, 1), (3, 8198), (5, 129), (2, 70001)],
+                         ids=lambda s: "x".join(map(str, s)))
 def test_interpreter_many_programs_and_ragged_blocks(tk, cpu_ops, shape):
     torch.manual_seed(0)
     x = torch.randn(shape) * 2
@@ -218,43 +235,60 @@ def test_interpreter_without_state_gradients(tk, cpu_ops, dtype):
         compare_backward(tk, cpu_ops, name, args, out, dtype, with_state_grads=False)
 
 
-SILENT_START = [-3.0, 3.0, 1e-30, -1e-30, 5e-38, 0.5, -0.5, 2.0]
+def silent_neurons(dtype, device="cpu"):
+    """LIF input after which some neurons sit in the subnormal range or at -0.0 (``x [T, 1, 8]``,
+    initial state), and a check that the reference's final state shows both."""
+    x = torch.zeros(400, 1, 8, device=device)                      # [T, B, F]
+    x[0, 0] = torch.tensor([-3.0, 8.0, 1e-3, -1e-3, 1e-5, 5e-38, 0.5, 0.0])
+    x[:, 0, 7] = -0.0
+    v0 = torch.zeros(1, 8, device=device)
+    v0[0, 7] = -0.0                                                # stays -0.0: -0 + -0
+    x, v0 = x.to(dtype), v0.to(dtype)
+
+    def shows_both(v):
+        v = v.float()
+        return (((v.abs() < 1.18e-38) & (v != 0)).any().item()
+                and ((v == 0) & torch.signbit(v)).any().item())
+    return x, snn5.core.LIFState(v0), shows_both
+
+
+def same_bits(a, b):
+    bits = torch.int16 if a.dtype == torch.bfloat16 else torch.int32
+    return torch.equal(a.contiguous().view(bits), b.contiguous().view(bits))
 
 
 @_interp
-def test_interpreter_keeps_subnormals_and_signed_zeros(tk):
-    """A silent neuron decays through the subnormal range; the zero reset makes -0.0."""
-    x = torch.zeros(400, 1, 8)                                       # [T, B, F]
-    x[0, 0] = torch.tensor(SILENT_START)
-    z_ref, s_ref = pair("LIF", reset="zero")[1](x)
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids)
+def test_interpreter_keeps_subnormals_and_signed_zeros(tk, dtype):
+    x, state, shows_both = silent_neurons(dtype)
+    z_ref, s_ref = pair("LIF", reset="zero")[1](x, state)
+    assert shows_both(s_ref.v), "the case reaches no subnormal or no -0.0"
     beta = snn5.core.neurons.decay(5e-3, 1e-3)                       # as dispatch passes it
     f64 = torch.float64
-    z, v_last, _ = tk.leaky_scan(x.view(400, 8), torch.zeros(8), torch.tensor(beta, dtype=f64),
+    z, v_last, _ = tk.leaky_scan(x.view(400, 8), state.v.view(8), torch.tensor(beta, dtype=f64),
                                  torch.tensor(1.0 - beta, dtype=f64), torch.tensor(1.0, dtype=f64),
                                  torch.tensor(2.0, dtype=f64), False, 1, 0, False, False)
-    assert (s_ref.v.abs() < 1.18e-38).any() and (s_ref.v != 0).any(), "no subnormal reached"
     assert torch.equal(z, z_ref.view(400, 8))
-    assert torch.equal(v_last.view(torch.int32), s_ref.v.view(-1).view(torch.int32)), \
-        "bit patterns (subnormals, signed zeros) differ"
+    assert same_bits(v_last, s_ref.v.view(8)), "bit patterns (subnormals, -0.0) differ"
 
 
-if HAS_TRITON:
+if HAS_TRITON and INTERPRET:
     import triton
     import triton.language as tl
 
-    def _round_to_bf16(x_ptr, y_ptr, N, BLOCK: tl.constexpr):    # jit-ed in its test
+    from snn5.kernels import triton_ops as _triton_ops
+
+    @triton.jit
+    def _round_to_bf16(x_ptr, y_ptr, N, BLOCK: tl.constexpr):
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         v = tl.load(x_ptr + offs, mask=offs < N, other=0.0)
         tl.store(y_ptr + offs, _triton_ops._rnd(v, True, True), mask=offs < N)
 
 
 @_interp
-def test_interpreter_bfloat16_rounding_is_round_to_nearest_even(tk, monkeypatch):
+def test_interpreter_bfloat16_rounding_is_round_to_nearest_even():
     """The interpreter's rounding (integer ops) on random bit patterns and the special cases:
     ties to even, overflow to infinity, subnormals, signed zeros, NaN."""
-    monkeypatch.setitem(globals(), "_triton_ops", tk)
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    kernel = triton.jit(_round_to_bf16)
     gen = torch.Generator().manual_seed(0)
     bits = torch.randint(-2**31, 2**31 - 1, (1 << 16,), generator=gen, dtype=torch.int64)
     special = torch.tensor([0x3F808000, 0x3F818000, 0x3F80C000, 0x7F7FFFFF, 0x00008000,
@@ -262,11 +296,29 @@ def test_interpreter_bfloat16_rounding_is_round_to_nearest_even(tk, monkeypatch)
                             0x7FC00000, 0x7F800001])
     x = torch.cat([bits, special]).to(torch.int32).view(torch.float32)
     y = torch.empty_like(x)
-    kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024)
+    _round_to_bf16[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024)
     want = x.to(torch.bfloat16).float()
     nan = want.isnan()
     assert torch.equal(nan, y.isnan())
     assert torch.equal(y[~nan].view(torch.int32), want[~nan].view(torch.int32))
+
+
+@_interp
+@pytest.mark.parametrize("surrogate", range(5))
+def test_interpreter_surrogate_bounds(tk, cpu_ops, surrogate):
+    """At the edges of the triangle (|u| = width) and the rectangle (|u| = width / 2, where the
+    width derivative's bound is inclusive) the gradients equal the C++ ones."""
+    width = 1.0
+    u = torch.tensor([-1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5]) * width
+    h = (1.0 + u).repeat(3, 1)                                      # v_th = 1: h - v_th = u
+    f64 = torch.float64
+    args = (torch.ones_like(h), None, h, None, None, torch.tensor(1.0, dtype=f64),
+            torch.tensor(1.0, dtype=f64), torch.tensor(1.0, dtype=f64),
+            torch.tensor(width, dtype=f64), True, 2, surrogate, False)
+    (gx, _, grads), (gx_cpu, _, grads_cpu) = (tk.leaky_scan_backward(*args),
+                                              cpu_ops["leaky_scan_backward"](*args))
+    assert rel(gx, gx_cpu) <= 1e-6 and rel(grads, grads_cpu) <= 1e-6, (gx, gx_cpu, grads,
+                                                                         grads_cpu)
 
 
 @_interp
@@ -305,11 +357,18 @@ PTX_SCRIPT = textwrap.dedent("""
         return out.asm["ptx"]
 
     def instructions(text):
-        found = set()
+        # the floating-point instructions; an fma whose multiplier is the constant +-1 (how
+        # sm_80 adds two bfloat16: one rounding, exactly an add) is reported as add-as-fma
+        ones, found = set(), set()
         for line in text.splitlines():
-            words = [w for w in line.split() if not w.startswith("@")]   # drop predicates
+            words = [w.strip(",;") for w in line.split() if not w.startswith("@")]
+            if len(words) == 3 and words[0] == "mov.b16" and words[2] in ("0x3F80", "0xBF80"):
+                ones.add(words[1])
             if words and re.search(r"[.](f32|bf16|bf16x2|f64)$", words[0]):
-                found.add(words[0])
+                op = words[0]
+                if op.startswith("fma") and ones & set(words[2:4]):
+                    op = "add-as-" + op
+                found.add(op)
         return sorted(found)
 
     report = []
@@ -317,7 +376,7 @@ PTX_SCRIPT = textwrap.dedent("""
         dtype = "bf16" if bf16 else "fp32"
         common = dict(BF16=bf16, SOFT=False, BLOCK=128)
         for is_if, reset in itertools.product((False, True), (0, 1, 2)):
-            report.append(("leaky_fwd", arch, dtype, instructions(ptx(
+            report.append(("if_fwd" if is_if else "leaky_fwd", arch, dtype, instructions(ptx(
                 tk._leaky_fwd, dtype, arch, IS_IF=is_if, RESET=reset, SAVE=True, **common))))
         for reset in (0, 1, 2):
             report.append(("alif_fwd", arch, dtype, instructions(ptx(
@@ -340,7 +399,7 @@ def test_compiled_kernels_have_no_fma_and_keep_subnormals(tmp_path):
     """Compile every kernel for the GPU (no GPU needed) and read the PTX: the forward rounds
     after every multiply and add (``mul.rn``/``add.rn``: no ``fma`` contraction, which ptxas
     may not contract either) and no instruction flushes subnormals (``.ftz``)."""
-    env = {k: v for k, v in __import__("os").environ.items() if k != "TRITON_INTERPRET"}
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path)
     done = subprocess.run([sys.executable, "-c", PTX_SCRIPT], capture_output=True, text=True,
                           env=env, timeout=900)
@@ -351,7 +410,7 @@ def test_compiled_kernels_have_no_fma_and_keep_subnormals(tmp_path):
         where = f"{kernel} sm_{arch} {dtype}: {instructions}"
         assert not [i for i in instructions if i.startswith("fma")], where
         assert not [i for i in instructions if ".ftz" in i], where
-        if kernel.endswith("fwd"):
+        if kernel in ("leaky_fwd", "alif_fwd"):          # the charge beta * v + omb * x
             assert "mul.rn.f32" in instructions, where
 
 
@@ -426,19 +485,17 @@ def test_cuda_non_contiguous_input_given_state_and_expanded_input(family):
 
 @_gpu
 @pytest.mark.parametrize("dtype", DTYPES, ids=ids)
-def test_cuda_inference_and_subnormal_decay(dtype):
-    """No grad (nothing saved); a silent neuron decays through the subnormal range and the
-    zero reset makes -0.0: the states keep the reference's bit patterns."""
+def test_cuda_inference_subnormals_and_signed_zeros(dtype):
+    """No grad (nothing saved); neurons decaying into the subnormal range or sitting at -0.0
+    keep the reference's bit patterns (nothing is flushed to zero)."""
+    x, state, shows_both = silent_neurons(dtype, "cuda")
     fused, ref = pair("LIF", "cuda", reset="zero", backend="triton")
-    x = torch.zeros(400, 1, 8, device="cuda")
-    x[0, 0] = torch.tensor(SILENT_START)
-    x = x.to(dtype)
     with torch.no_grad():
-        za, sa = fused(x)
-        zb, sb = ref(x)
+        za, sa = fused(x, state)
+        zb, sb = ref(x, state)
+    assert shows_both(sb.v), "the case reaches no subnormal or no -0.0"
     assert torch.equal(za, zb)
-    bits = torch.int16 if dtype == torch.bfloat16 else torch.int32
-    assert torch.equal(sa.v.view(bits), sb.v.view(bits))
+    assert same_bits(sa.v, sb.v)
 
 
 @_gpu
