@@ -47,10 +47,13 @@ def _cpu_flags() -> str:
 
 
 def build_key() -> str:
-    """Hash of everything the binary depends on (source, flags, torch, python, CPU features)."""
+    """Hash of everything the binary depends on: sources, flags, the torch installation and
+    interpreter (two environments with the same torch version must not share a build folder:
+    their include paths differ and each would make ninja rebuild the other's), CPU features."""
     h = hashlib.sha256()
     parts = [src.read_bytes() for src in SOURCES]
     for part in (*parts, " ".join(CFLAGS).encode(), torch.__version__.encode(),
+                 str(Path(torch.__file__).resolve().parent).encode(), sys.prefix.encode(),
                  sys.version.encode(), _cpu_flags().encode()):
         h.update(part)
     return h.hexdigest()[:16]
