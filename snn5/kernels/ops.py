@@ -7,16 +7,60 @@ register per device type: the CPU one here, the Triton one in :mod:`snn5.kernels
 
 Backward saves only the pre-reset membrane ``h [T, N]`` (plus ``a`` for ALIF and ``x`` when the
 PLIF decay learns): spikes are recomputed from it exactly, no per-step graph is kept.
+
+The ops are defined with ``torch.library.Library`` (schema + per-device impl + register_fake +
+register_autograd) rather than ``torch.library.custom_op``: the latter wraps every kernel call in
+a guard that imports ``torch._dynamo`` on first use (about 1.5 s and 150 MiB of RSS), which eager
+training does not need. ``torch.compile`` traces the ops the same way.
 """
 
 from __future__ import annotations
 
 import importlib.util
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from snn5.kernels.build import load_cpu_kernels
+
+_LIB = torch.library.Library("snn5", "DEF")
+_LIB.define("leaky_scan(Tensor x, Tensor v0, Tensor beta, Tensor omb, Tensor v_th, Tensor width, "
+            "bool is_if, int reset, int surrogate, bool detach_reset, bool save) "
+            "-> (Tensor, Tensor, Tensor)")
+_LIB.define("leaky_scan_backward(Tensor grad_z, Tensor? grad_v, Tensor h, Tensor? x, Tensor? v0, "
+            "Tensor beta, Tensor omb, Tensor v_th, Tensor width, bool is_if, int reset, "
+            "int surrogate, bool detach_reset) -> (Tensor, Tensor, Tensor)")
+_LIB.define("alif_scan(Tensor x, Tensor v0, Tensor a0, Tensor v_th, Tensor width, float beta, "
+            "float omb, float rho, float omr, float beta_adapt, int reset, int surrogate, "
+            "bool detach_reset, bool save) -> (Tensor, Tensor, Tensor, Tensor, Tensor)")
+_LIB.define("alif_scan_backward(Tensor grad_z, Tensor? grad_v, Tensor? grad_a, Tensor h, "
+            "Tensor a_seq, Tensor v_th, Tensor width, float beta, float omb, float rho, float omr, "
+            "float beta_adapt, int reset, int surrogate, bool detach_reset) "
+            "-> (Tensor, Tensor, Tensor, Tensor)")
+
+leaky_scan = torch.ops.snn5.leaky_scan.default
+"""``(x [T, N], v0 [N], beta, omb, v_th, width, is_if, reset, surrogate, detach_reset, save)
+-> (z [T, N], v_T [N], h [T, N] or empty)``."""
+leaky_scan_backward = torch.ops.snn5.leaky_scan_backward.default
+"""``-> (grad_x [T, N], grad_v0 [N], grads [4] float64: v_th, beta, width, omb)``."""
+alif_scan = torch.ops.snn5.alif_scan.default
+"""``-> (z [T, N], v_T, a_T, h [T, N], a_seq [T, N])`` (h, a_seq empty unless save)."""
+alif_scan_backward = torch.ops.snn5.alif_scan_backward.default
+"""``-> (grad_x, grad_v0, grad_a0, grads [4] float64: v_th, 0, width, 0)``."""
+
+
+def register_kernel(op: str, device: str) -> Callable[[Callable], Callable]:
+    """Decorator registering ``fn`` as the ``device`` ("cpu", "cuda") kernel of ``snn5::op``."""
+    def wrap(fn: Callable) -> Callable:
+        _LIB.impl(op, fn, device.upper())
+        return fn
+    return wrap
+
+
+def _fake(op: str) -> Callable[[Callable], Callable]:
+    return torch.library.register_fake(f"snn5::{op}", lib=_LIB)
 
 
 def _contig(t: Tensor | None) -> Tensor | None:
@@ -34,37 +78,20 @@ def _ext():
 
 # ------------------------------------------------------------------ IF / LIF / PLIF
 
-@torch.library.custom_op("snn5::leaky_scan", mutates_args=())
-def leaky_scan(x: Tensor, v0: Tensor, beta: Tensor, omb: Tensor, v_th: Tensor, width: Tensor,
-               is_if: bool, reset: int, surrogate: int, detach_reset: bool, save: bool
-               ) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns ``(z [T, N], v_T [N], h [T, N] or empty)``."""
-    raise NotImplementedError(f"snn5::leaky_scan has no kernel for device {x.device.type}")
-
-
-@leaky_scan.register_kernel("cpu")
+@register_kernel("leaky_scan", "cpu")
 def _leaky_scan_cpu(x, v0, beta, omb, v_th, width, is_if, reset, surrogate, detach_reset, save):
     z, h, v_last = _ext().leaky_fwd(x, v0, is_if, reset, float(beta), float(omb),
                                     float(v_th), save)
     return z, v_last, h
 
 
-@leaky_scan.register_fake
+@_fake("leaky_scan")
 def _(x, v0, beta, omb, v_th, width, is_if, reset, surrogate, detach_reset, save):
     h = torch.empty_like(x) if save else x.new_empty(0)
     return torch.empty_like(x), torch.empty_like(v0), h
 
 
-@torch.library.custom_op("snn5::leaky_scan_backward", mutates_args=())
-def leaky_scan_backward(grad_z: Tensor, grad_v: Tensor | None, h: Tensor, x: Tensor | None,
-                        v0: Tensor | None, beta: Tensor, omb: Tensor, v_th: Tensor,
-                        width: Tensor, is_if: bool, reset: int, surrogate: int,
-                        detach_reset: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns ``(grad_x [T, N], grad_v0 [N], grads [4] float64: v_th, beta, width, omb)``."""
-    raise NotImplementedError(f"snn5::leaky_scan_backward has no kernel for {h.device.type}")
-
-
-@leaky_scan_backward.register_kernel("cpu")
+@register_kernel("leaky_scan_backward", "cpu")
 def _leaky_bwd_cpu(grad_z, grad_v, h, x, v0, beta, omb, v_th, width, is_if, reset, surrogate,
                    detach_reset):
     v0_ = v0 if v0 is not None else h.new_zeros(h.shape[1])
@@ -73,7 +100,7 @@ def _leaky_bwd_cpu(grad_z, grad_v, h, x, v0, beta, omb, v_th, width, is_if, rese
                                   detach_reset))
 
 
-@leaky_scan_backward.register_fake
+@_fake("leaky_scan_backward")
 def _(grad_z, grad_v, h, x, v0, beta, omb, v_th, width, is_if, reset, surrogate, detach_reset):
     return (torch.empty_like(h), h.new_empty(h.shape[1]),
             h.new_empty(4, dtype=torch.float64))
@@ -107,20 +134,13 @@ def _leaky_backward(ctx, grad_z, grad_v, grad_h):
             grad(0, v_th, need[4]), grad(2, width, need[5]), None, None, None, None, None)
 
 
-leaky_scan.register_autograd(_leaky_backward, setup_context=_leaky_setup)
+torch.library.register_autograd("snn5::leaky_scan", _leaky_backward, setup_context=_leaky_setup,
+                                lib=_LIB)
 
 
 # ------------------------------------------------------------------ ALIF
 
-@torch.library.custom_op("snn5::alif_scan", mutates_args=())
-def alif_scan(x: Tensor, v0: Tensor, a0: Tensor, v_th: Tensor, width: Tensor, beta: float,
-              omb: float, rho: float, omr: float, beta_adapt: float, reset: int, surrogate: int,
-              detach_reset: bool, save: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Returns ``(z [T, N], v_T, a_T, h [T, N], a_seq [T, N])`` (h, a_seq empty unless save)."""
-    raise NotImplementedError(f"snn5::alif_scan has no kernel for device {x.device.type}")
-
-
-@alif_scan.register_kernel("cpu")
+@register_kernel("alif_scan", "cpu")
 def _alif_scan_cpu(x, v0, a0, v_th, width, beta, omb, rho, omr, beta_adapt, reset, surrogate,
                    detach_reset, save):
     z, h, a_seq, v_last, a_last = _ext().alif_fwd(x, v0, a0, reset, beta, omb, rho, omr,
@@ -130,23 +150,14 @@ def _alif_scan_cpu(x, v0, a0, v_th, width, beta, omb, rho, omr, beta_adapt, rese
     return z, v_last, a_last, h, a_seq
 
 
-@alif_scan.register_fake
+@_fake("alif_scan")
 def _(x, v0, a0, v_th, width, beta, omb, rho, omr, beta_adapt, reset, surrogate, detach_reset,
       save):
     saved = (torch.empty_like(x), torch.empty_like(x)) if save else (x.new_empty(0),) * 2
     return torch.empty_like(x), torch.empty_like(v0), torch.empty_like(a0), *saved
 
 
-@torch.library.custom_op("snn5::alif_scan_backward", mutates_args=())
-def alif_scan_backward(grad_z: Tensor, grad_v: Tensor | None, grad_a: Tensor | None, h: Tensor,
-                       a_seq: Tensor, v_th: Tensor, width: Tensor, beta: float, omb: float,
-                       rho: float, omr: float, beta_adapt: float, reset: int, surrogate: int,
-                       detach_reset: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Returns ``(grad_x, grad_v0, grad_a0, grads [4] float64: v_th, 0, width, 0)``."""
-    raise NotImplementedError(f"snn5::alif_scan_backward has no kernel for {h.device.type}")
-
-
-@alif_scan_backward.register_kernel("cpu")
+@register_kernel("alif_scan_backward", "cpu")
 def _alif_bwd_cpu(grad_z, grad_v, grad_a, h, a_seq, v_th, width, beta, omb, rho, omr,
                   beta_adapt, reset, surrogate, detach_reset):
     return tuple(_ext().alif_bwd(grad_z.contiguous(), _contig(grad_v), _contig(grad_a), h,
@@ -154,7 +165,7 @@ def _alif_bwd_cpu(grad_z, grad_v, grad_a, h, a_seq, v_th, width, beta, omb, rho,
                                  float(v_th), float(width), detach_reset))
 
 
-@alif_scan_backward.register_fake
+@_fake("alif_scan_backward")
 def _(grad_z, grad_v, grad_a, h, a_seq, v_th, width, beta, omb, rho, omr, beta_adapt, reset,
       surrogate, detach_reset):
     n = h.shape[1]
@@ -187,7 +198,8 @@ def _alif_backward(ctx, grad_z, grad_v, grad_a, grad_h, grad_a_seq):
             None, None, None, None, None, None, None, None, None)
 
 
-alif_scan.register_autograd(_alif_backward, setup_context=_alif_setup)
+torch.library.register_autograd("snn5::alif_scan", _alif_backward, setup_context=_alif_setup,
+                                lib=_LIB)
 
 
 # The CUDA kernels (Triton) register themselves when snn5.kernels.triton_ops is imported. Only

@@ -481,7 +481,7 @@ def alif_scan_backward(grad_z: Tensor, grad_v: Tensor | None, grad_a: Tensor | N
     return gx, gv0, ga0, part.sum(0, dtype=torch.float64)
 
 
-ops.leaky_scan.register_kernel("cuda")(leaky_scan)
-ops.leaky_scan_backward.register_kernel("cuda")(leaky_scan_backward)
-ops.alif_scan.register_kernel("cuda")(alif_scan)
-ops.alif_scan_backward.register_kernel("cuda")(alif_scan_backward)
+ops.register_kernel("leaky_scan", "cuda")(leaky_scan)
+ops.register_kernel("leaky_scan_backward", "cuda")(leaky_scan_backward)
+ops.register_kernel("alif_scan", "cuda")(alif_scan)
+ops.register_kernel("alif_scan_backward", "cuda")(alif_scan_backward)
