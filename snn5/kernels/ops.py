@@ -31,24 +31,27 @@ _LIB.define("leaky_scan(Tensor x, Tensor v0, Tensor beta, Tensor omb, Tensor v_t
             "-> (Tensor, Tensor, Tensor)")
 _LIB.define("leaky_scan_backward(Tensor grad_z, Tensor? grad_v, Tensor h, Tensor? x, Tensor? v0, "
             "Tensor beta, Tensor omb, Tensor v_th, Tensor width, bool is_if, int reset, "
-            "int surrogate, bool detach_reset) -> (Tensor, Tensor, Tensor)")
+            "int surrogate, bool detach_reset, bool param_grads=True) -> (Tensor, Tensor, Tensor)")
 _LIB.define("alif_scan(Tensor x, Tensor v0, Tensor a0, Tensor v_th, Tensor width, float beta, "
             "float omb, float rho, float omr, float beta_adapt, int reset, int surrogate, "
             "bool detach_reset, bool save) -> (Tensor, Tensor, Tensor, Tensor, Tensor)")
 _LIB.define("alif_scan_backward(Tensor grad_z, Tensor? grad_v, Tensor? grad_a, Tensor h, "
             "Tensor a_seq, Tensor v_th, Tensor width, float beta, float omb, float rho, float omr, "
-            "float beta_adapt, int reset, int surrogate, bool detach_reset) "
+            "float beta_adapt, int reset, int surrogate, bool detach_reset, bool param_grads=True) "
             "-> (Tensor, Tensor, Tensor, Tensor)")
 
 leaky_scan = torch.ops.snn5.leaky_scan.default
 """``(x [T, N], v0 [N], beta, omb, v_th, width, is_if, reset, surrogate, detach_reset, save)
 -> (z [T, N], v_T [N], h [T, N] or empty)``."""
 leaky_scan_backward = torch.ops.snn5.leaky_scan_backward.default
-"""``-> (grad_x [T, N], grad_v0 [N], grads [4] float64: v_th, beta, width, omb)``."""
+"""``-> (grad_x [T, N], grad_v0 [N], grads [4] float64: v_th, beta, width, omb)``; the
+scalar-parameter gradients are meaningful only with ``param_grads`` (beta/omb also need ``x``):
+without it a backend may skip them (the CPU one returns zeros)."""
 alif_scan = torch.ops.snn5.alif_scan.default
 """``-> (z [T, N], v_T, a_T, h [T, N], a_seq [T, N])`` (h, a_seq empty unless save)."""
 alif_scan_backward = torch.ops.snn5.alif_scan_backward.default
-"""``-> (grad_x, grad_v0, grad_a0, grads [4] float64: v_th, 0, width, 0)``."""
+"""``-> (grad_x, grad_v0, grad_a0, grads [4] float64: v_th, 0, width, 0)``; the
+parameter gradients are meaningful only with ``param_grads``."""
 
 
 def register_kernel(op: str, device: str) -> Callable[[Callable], Callable]:
@@ -66,6 +69,15 @@ def _fake(op: str) -> Callable[[Callable], Callable]:
 def _contig(t: Tensor | None) -> Tensor | None:
     """Incoming gradients may be expanded views (e.g. from ``.sum()``); kernels read memory."""
     return None if t is None else t.contiguous()
+
+
+def _rows(g: Tensor) -> Tensor:
+    """``grad_z [T, N]`` as the CPU kernels read it without a copy: rows contiguous or one value
+    broadcast (stride 0), any step stride (0 for the gradient of a mean over steps, one value
+    for the gradient of a sum); anything else is copied."""
+    if g.dim() == 2 and g.stride(0) >= 0 and (g.size(1) <= 1 or g.stride(1) in (0, 1)):
+        return g
+    return g.contiguous()
 
 
 def _ext():
@@ -93,15 +105,16 @@ def _(x, v0, beta, omb, v_th, width, is_if, reset, surrogate, detach_reset, save
 
 @register_kernel("leaky_scan_backward", "cpu")
 def _leaky_bwd_cpu(grad_z, grad_v, h, x, v0, beta, omb, v_th, width, is_if, reset, surrogate,
-                   detach_reset):
+                   detach_reset, param_grads=True):
     v0_ = v0 if v0 is not None else h.new_zeros(h.shape[1])
-    return tuple(_ext().leaky_bwd(grad_z.contiguous(), _contig(grad_v), h, x, v0_, is_if, reset,
+    return tuple(_ext().leaky_bwd(_rows(grad_z), _contig(grad_v), h, x, v0_, is_if, reset,
                                   surrogate, float(beta), float(omb), float(v_th), float(width),
-                                  detach_reset))
+                                  detach_reset, param_grads))
 
 
 @_fake("leaky_scan_backward")
-def _(grad_z, grad_v, h, x, v0, beta, omb, v_th, width, is_if, reset, surrogate, detach_reset):
+def _(grad_z, grad_v, h, x, v0, beta, omb, v_th, width, is_if, reset, surrogate, detach_reset,
+      param_grads=True):
     return (torch.empty_like(h), h.new_empty(h.shape[1]),
             h.new_empty(4, dtype=torch.float64))
 
@@ -123,9 +136,9 @@ def _leaky_backward(ctx, grad_z, grad_v, grad_h):
         raise RuntimeError("snn5::leaky_scan ran with save=False but a gradient was requested")
     if grad_z is None:
         grad_z = torch.zeros_like(h)
-    gx, gv0, grads = leaky_scan_backward(grad_z, grad_v, h, x, v0, beta, omb, v_th, width,
-                                         *ctx.flags)
     need = ctx.needs_input_grad
+    gx, gv0, grads = leaky_scan_backward(grad_z, grad_v, h, x, v0, beta, omb, v_th, width,
+                                         *ctx.flags, any(need[2:6]))
 
     def grad(k: int, like: Tensor, needed: bool) -> Tensor | None:
         return grads[k].to(like.dtype).reshape(like.shape) if needed else None
@@ -144,9 +157,7 @@ torch.library.register_autograd("snn5::leaky_scan", _leaky_backward, setup_conte
 def _alif_scan_cpu(x, v0, a0, v_th, width, beta, omb, rho, omr, beta_adapt, reset, surrogate,
                    detach_reset, save):
     z, h, a_seq, v_last, a_last = _ext().alif_fwd(x, v0, a0, reset, beta, omb, rho, omr,
-                                                  beta_adapt, float(v_th))
-    if not save:
-        h, a_seq = x.new_empty(0), x.new_empty(0)
+                                                  beta_adapt, float(v_th), save)
     return z, v_last, a_last, h, a_seq
 
 
@@ -159,15 +170,15 @@ def _(x, v0, a0, v_th, width, beta, omb, rho, omr, beta_adapt, reset, surrogate,
 
 @register_kernel("alif_scan_backward", "cpu")
 def _alif_bwd_cpu(grad_z, grad_v, grad_a, h, a_seq, v_th, width, beta, omb, rho, omr,
-                  beta_adapt, reset, surrogate, detach_reset):
-    return tuple(_ext().alif_bwd(grad_z.contiguous(), _contig(grad_v), _contig(grad_a), h,
+                  beta_adapt, reset, surrogate, detach_reset, param_grads=True):
+    return tuple(_ext().alif_bwd(_rows(grad_z), _contig(grad_v), _contig(grad_a), h,
                                  a_seq, reset, surrogate, beta, omb, rho, omr, beta_adapt,
-                                 float(v_th), float(width), detach_reset))
+                                 float(v_th), float(width), detach_reset, param_grads))
 
 
 @_fake("alif_scan_backward")
 def _(grad_z, grad_v, grad_a, h, a_seq, v_th, width, beta, omb, rho, omr, beta_adapt, reset,
-      surrogate, detach_reset):
+      surrogate, detach_reset, param_grads=True):
     n = h.shape[1]
     return (torch.empty_like(h), h.new_empty(n), h.new_empty(n),
             h.new_empty(4, dtype=torch.float64))
@@ -189,9 +200,9 @@ def _alif_backward(ctx, grad_z, grad_v, grad_a, grad_h, grad_a_seq):
         raise RuntimeError("snn5::alif_scan ran with save=False but a gradient was requested")
     if grad_z is None:
         grad_z = torch.zeros_like(h)
-    gx, gv0, ga0, grads = alif_scan_backward(grad_z, grad_v, grad_a, h, a_seq, v_th, width,
-                                             *ctx.flags)
     need = ctx.needs_input_grad
+    gx, gv0, ga0, grads = alif_scan_backward(grad_z, grad_v, grad_a, h, a_seq, v_th, width,
+                                             *ctx.flags, need[3] or need[4])
     g_th = grads[0].to(v_th.dtype).reshape(v_th.shape) if need[3] else None
     g_w = grads[2].to(width.dtype).reshape(width.shape) if need[4] else None
     return (gx, gv0 if need[1] else None, ga0 if need[2] else None, g_th, g_w,

@@ -414,13 +414,15 @@ def leaky_scan(x: Tensor, v0: Tensor, beta: Tensor, omb: Tensor, v_th: Tensor, w
 def leaky_scan_backward(grad_z: Tensor, grad_v: Tensor | None, h: Tensor, x: Tensor | None,
                         v0: Tensor | None, beta: Tensor, omb: Tensor, v_th: Tensor,
                         width: Tensor, is_if: bool, reset: int, surrogate: int,
-                        detach_reset: bool) -> tuple[Tensor, Tensor, Tensor]:
+                        detach_reset: bool, param_grads: bool = True
+                        ) -> tuple[Tensor, Tensor, Tensor]:
     """``snn5::leaky_scan_backward`` on CUDA. Returns ``(grad_x [T, N], grad_v0 [N],
-    grads [4] float64: v_th, beta, width, omb)``; the decay gradients need ``x`` (and ``v0``)."""
+    grads [4] float64: v_th, beta, width, omb)``; the decay gradients need ``x`` (and ``v0``).
+    The threshold and width partials are always computed (a block reduction, cheap on a GPU)."""
     flags = _dtype_flags(h)
     grad_z = _check("grad_z", grad_z, h)
     steps, n = h.shape
-    want_beta = x is not None and not is_if
+    want_beta = param_grads and x is not None and not is_if
     if want_beta:
         x = _check("x", x, h)
         v0 = _check("v0", v0, h) if v0 is not None else h.new_zeros(n)
@@ -461,7 +463,8 @@ def alif_scan(x: Tensor, v0: Tensor, a0: Tensor, v_th: Tensor, width: Tensor, be
 def alif_scan_backward(grad_z: Tensor, grad_v: Tensor | None, grad_a: Tensor | None, h: Tensor,
                        a_seq: Tensor, v_th: Tensor, width: Tensor, beta: float, omb: float,
                        rho: float, omr: float, beta_adapt: float, reset: int, surrogate: int,
-                       detach_reset: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                       detach_reset: bool, param_grads: bool = True
+                       ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``snn5::alif_scan_backward`` on CUDA. Returns ``(grad_x, grad_v0, grad_a0,
     grads [4] float64: v_th, 0, width, 0)``."""
     flags = _dtype_flags(h)

@@ -3,8 +3,8 @@ tolerances written below, for every neuron family, reset mode, surrogate and dty
 
 Tolerances (largest absolute difference relative to the largest reference value):
 - float32: 1e-4 for the input gradient; 1e-3 for parameter gradients, which are sums over T x N
-  terms that the reference accumulates in float32 (the kernel in float64): over 14,400 random
-  draws the largest gap was 6.3e-4.
+  terms that the reference accumulates in float32 (the kernel sums each neuron's T terms in
+  float32, then the neurons in float64): over 14,400 random draws the largest gap was 6.3e-4.
 - bfloat16: 5e-2 for the input gradient against the bfloat16 reference. Parameter gradients
   are sums over T x N terms that the bfloat16 reference rounds to bfloat16 at every op, so it is
   no yardstick for them (the kernel keeps them in float32); here they must be finite, and
@@ -103,6 +103,41 @@ def test_expanded_direct_encoding_input(family):
     fused, ref = pair(family)
     x = (torch.rand(1, 4, 10) * 3).expand(8, 4, 10)              # stride 0 over time
     check(fused, ref, x, torch.float32)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("loss", ["sum", "mean_over_steps"])
+def test_broadcast_output_gradients(family, loss):
+    """The gradient of a sum (one value, stride 0 everywhere) and of a mean over steps (step
+    stride 0) reach the kernels as broadcast views, which they read without a copy."""
+    torch.manual_seed(0)
+    fused, ref = pair(family, learn_v_th=True)
+    w, x0 = torch.randn(3, 17), torch.randn(9, 3, 17) * 2
+    grads = []
+    for net in (fused, ref):
+        x = x0.clone().requires_grad_()
+        z, _ = net(x)
+        out = z.sum() if loss == "sum" else (z.mean(0) * w).sum()
+        grads.append(torch.autograd.grad(out, [x, *net.parameters()]))
+    for a, b in zip(*grads):
+        assert rel(a, b) <= 1e-3
+
+
+def test_kernel_reads_broadcast_gradient_rows_like_copies():
+    from snn5.kernels import ops
+    torch.manual_seed(0)
+    t, n = 7, 300
+    x, v0 = torch.randn(t, n) * 2, torch.zeros(n)
+    one = torch.tensor
+    args = (one(0.6), one(0.4), one(1.0), one(4.0))
+    _, _, h = ops.leaky_scan(x, v0, *args, False, 0, 1, False, True)
+    for g in (torch.tensor(1.5).expand(t, n),                   # strides (0, 0)
+              torch.randn(1, n).expand(t, n),                    # strides (0, 1)
+              torch.randn(t, 1).expand(t, n)):                   # strides (1, 0)
+        a = ops.leaky_scan_backward(g, None, h, x, v0, *args, False, 0, 1, False, True)
+        b = ops.leaky_scan_backward(g.contiguous(), None, h, x, v0, *args, False, 0, 1, False,
+                                    True)
+        assert all(torch.equal(p, q) for p, q in zip(a, b))
 
 
 def test_inference_skips_saving_and_matches():
