@@ -159,11 +159,18 @@ def _snn5_builder(backend: str) -> Callable:
             return snn5.LIF(tau_mem=SNN5_TAU, dt=SNN5_DT, v_th=V_TH, reset=snn5.Reset.ZERO,
                             surrogate=snn5.Sigmoid(alpha=ALPHA), backend=backend)
 
-        l1, l2 = _linear(w1, device), _linear(w2, device)
+        # As snn5's model families build it: the spike-fed second layer is an EventLinear
+        # (nn.Linear's math; in training it keeps its spike input as bits, under no_grad it
+        # takes the event-driven path at low input rates).
+        l1 = _linear(w1, device)
+        l2 = snn5.nn.EventLinear(w2.shape[1], w2.shape[0], device=device)
+        with torch.no_grad():
+            l2.weight.copy_(w2)
+            l2.bias.zero_()
         body = snn5.Sequential(l1, lif(), l2, lif())          # returns (spikes, states)
         return Built(Wrapped(body, tuple_out=True), (l1, l2),
                      note=f"snn5.LIF(tau_mem=dt/ln2, dt=1e-3, reset=ZERO, Sigmoid(4), "
-                          f"backend={backend!r})")
+                          f"backend={backend!r}); second Linear is snn5.nn.EventLinear")
     return build
 
 

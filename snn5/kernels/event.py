@@ -51,46 +51,65 @@ def spike_rate(x: Tensor) -> float:
 
 
 class _BitSavedLinear(torch.autograd.Function):
-    """``F.linear`` whose saved input is the packed spike bits (1 bit per element)."""
+    """``F.linear`` whose saved input is the packed spike bits (1 bit per element); with
+    ``event``, the product and the weight gradient are computed from the active inputs only."""
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu")
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, bits: Tensor,
-                value: float) -> Tensor:
+                value: float, event: bool, weight_t: Tensor | None) -> Tensor:
         ctx.save_for_backward(bits, weight)
-        ctx.meta = (x.shape, x.dtype, value, bias is not None)
+        ctx.meta = (x.shape, x.dtype, value, bias is not None, event)
+        if event and value == 1.0:
+            rows = x.reshape(-1, x.shape[-1])
+            wt = weight.t().contiguous() if weight_t is None else weight_t
+            b = bias.detach() if bias is not None else torch.empty(0)
+            out, ok = load_cpu_kernels().event_linear_fwd(rows.detach(), wt.detach(), b)
+            if ok:
+                return out.view(*x.shape[:-1], weight.shape[0])
         return F.linear(x, weight, bias)
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad: Tensor):
         bits, weight = ctx.saved_tensors
-        shape, dtype, value, has_bias = ctx.meta
+        shape, dtype, value, has_bias, event = ctx.meta
         g2 = grad.reshape(-1, grad.shape[-1])                               # [R, out]
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = (g2 @ weight.to(g2.dtype)).view(shape)                     # [..., in]
         if ctx.needs_input_grad[1]:
-            z = load_cpu_kernels().unpack_spikes(bits, shape[-1], value, dtype)   # [R, in]
-            gw = g2.t() @ z.to(g2.dtype)                                    # [out, in]
+            ext = load_cpu_kernels()
+            if event and g2.dtype == torch.float32:                         # one add per spike
+                gw = ext.event_weight_grad(bits, g2.contiguous(), shape[-1], value)
+            else:
+                z = ext.unpack_spikes(bits, shape[-1], value, dtype)        # [R, in]
+                gw = g2.t() @ z.to(g2.dtype)                                # [out, in]
         if has_bias and ctx.needs_input_grad[2]:
             gb = g2.sum(0)
-        return gx, gw, gb, None, None
+        return gx, gw, gb, None, None, None, None
 
 
-def spike_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+def spike_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
+                 max_rate: float = 0.0, weight_t: Tensor | None = None) -> Tensor:
     """``F.linear(x, weight, bias)`` for training on spike input, saving the input as bits.
 
     When every entry of ``x`` is 0 or one common value (spikes, or spikes scaled by dropout),
     autograd keeps 1 bit per input element instead of 4 bytes; the forward and gradients are
-    those of ``F.linear``. Other inputs, devices or dtypes take ``F.linear`` itself.
+    those of ``F.linear``. At a spike rate of at most ``max_rate`` (float32), the product and
+    the weight gradient are event-driven: one addition per (spike, output), equal to the dense
+    results up to the order of the float32 summation. Other inputs, devices or dtypes take
+    ``F.linear`` itself. ``weight_t``: ``weight.t().contiguous()`` if the caller caches it.
     """
     ext = load_cpu_kernels()
     if (ext is None or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16)
             or not torch.is_grad_enabled() or x.numel() == 0):
         return F.linear(x, weight, bias)
     rows = x.reshape(-1, x.shape[-1]).contiguous()
-    bits, ok, value = ext.pack_spikes(rows.detach())      # one pass: check, find c, pack
+    bits, ok, value, count = ext.pack_spikes(rows.detach())   # one pass: check, c, pack, count
     if not ok:
         return F.linear(x, weight, bias)
-    return _BitSavedLinear.apply(x, weight, bias, bits, value)
+    event = (x.dtype == torch.float32 and weight.dtype == torch.float32
+             and count <= max_rate * rows.numel())
+    return _BitSavedLinear.apply(rows.view(x.shape), weight, bias, bits, value, event,
+                                 weight_t if event else None)

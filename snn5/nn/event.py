@@ -17,9 +17,18 @@ class EventLinear(nn.Linear):
     Under ``torch.no_grad()``/``inference_mode()`` on the CPU, the layer measures the input's
     spike rate and, at or below ``max_rate``, accumulates only the weight rows of the active
     inputs (:func:`snn5.kernels.event_linear`); above it, it is ``nn.Linear``. In training the
-    output and gradients are ``nn.Linear``'s, but the input kept for the weight gradient is
-    stored as bits (:func:`snn5.kernels.spike_linear`). Parameters, ``state_dict`` keys and
-    operation counters are those of ``nn.Linear``.
+    input kept for the weight gradient is stored as bits, and at or below ``max_rate`` (float32)
+    the product and the weight gradient are event-driven too (:func:`snn5.kernels.spike_linear`);
+    outputs and gradients equal ``nn.Linear``'s up to the order of float32 summation.
+    Parameters, ``state_dict`` keys and operation counters are those of ``nn.Linear``.
+
+    Event-driven sums skip inputs that did not spike, so a non-finite weight of a silent input
+    does not reach the output (the dense product would give NaN, as 0 * NaN is NaN); the
+    trainer's checks still catch it through the gradients.
+
+    The inference path caches the transposed weight, keyed by the weight's storage and version
+    counter; an in-place change through ``weight.data`` bypasses the version counter, so make
+    such changes under ``torch.no_grad()`` on ``weight`` itself.
 
     Args:
         in_features, out_features, bias: as ``nn.Linear``.
@@ -45,8 +54,8 @@ class EventLinear(nn.Linear):
         return self._weight_t
 
     def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled():
-            return spike_linear(x, self.weight, self.bias)        # saves the spikes as bits
+        if torch.is_grad_enabled():                               # saves the spikes as bits
+            return spike_linear(x, self.weight, self.bias, max_rate=self.max_rate)
         if (self.max_rate == 0.0 or x.device.type != "cpu" or x.dtype != torch.float32
                 or spike_rate(x) > self.max_rate):
             return F.linear(x, self.weight, self.bias)

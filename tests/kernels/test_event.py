@@ -64,7 +64,10 @@ def test_event_linear_module_picks_the_path_by_rate(monkeypatch):
         assert len(calls) == 1
         assert torch.equal(layer(busy), dense(busy))          # above max_rate: dense
         assert len(calls) == 1
-    assert torch.equal(layer(sparse), dense(sparse))          # training/grad: dense
+    out = layer(sparse)                                       # training: event-driven too
+    assert out.grad_fn.name() == "_BitSavedLinearBackward"
+    assert torch.allclose(out, dense(sparse), atol=1e-5)
+    assert torch.equal(layer(busy), dense(busy))              # training above max_rate: dense
     with torch.no_grad():
         layer.weight.mul_(2)                                  # cached transpose follows updates
         assert torch.allclose(layer(sparse), F.linear(sparse, layer.weight, layer.bias), atol=1e-5)
@@ -109,6 +112,42 @@ def test_training_saves_spikes_as_bits_with_dense_gradients(dropout_scale):
     gb = torch.autograd.grad(ref, [xb, weight, bias], g)
     for a, b in zip(ga, gb):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, out_features", [((3, 7, 21), 5), ((130, 200), 70),
+                                                 ((2, 64, 128), 64), ((1, 1), 1)],
+                         ids=["odd", "tiles", "exact", "one"])
+@pytest.mark.parametrize("dropout_scale", [1.0, 1.25])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_event_driven_training_matches_dense(shape, out_features, dropout_scale, with_bias):
+    """At or below max_rate the product and the weight gradient are event-driven (the forward
+    only for 0/1 spikes); both equal the dense ones up to float32 summation order."""
+    from snn5.kernels import spike_linear
+    torch.manual_seed(0)
+    x = (torch.rand(shape) < 0.1).float() * dropout_scale
+    weight = torch.randn(out_features, shape[-1], requires_grad=True)
+    bias = torch.randn(out_features, requires_grad=True) if with_bias else None
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = spike_linear(xa, weight, bias, max_rate=1.0)
+    ref = F.linear(xb, weight, bias)
+    assert torch.allclose(out, ref, atol=1e-5)
+    g = torch.randn_like(out)
+    params = [weight] + ([bias] if with_bias else [])
+    ga = torch.autograd.grad(out, [xa, *params], g)
+    gb = torch.autograd.grad(ref, [xb, *params], g)
+    for a, b in zip(ga, gb):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_event_weight_gradient_kernel_reads_the_bits():
+    ext = load_cpu_kernels()
+    torch.manual_seed(0)
+    spikes = (torch.rand(77, 150) < 0.2).float()
+    grad = torch.randn(77, 90)
+    bits, ok, value, count = ext.pack_spikes(spikes)
+    assert ok and value == 1.0 and count == int(spikes.sum())
+    gw = ext.event_weight_grad(bits, grad, 150, 0.5)
+    assert torch.allclose(gw, 0.5 * grad.t() @ spikes, atol=1e-4)
 
 
 def test_training_on_non_spikes_is_plain_linear():

@@ -105,3 +105,73 @@ std::tuple<torch::Tensor, bool> event_linear_fwd(torch::Tensor spikes, torch::Te
   });
   return {ok.load() ? result : torch::Tensor(), ok.load()};
 }
+
+// Weight gradient of a Linear fed by spikes, from the packed input bits (training):
+// grad_w[o, i] = c * sum over rows r with bit (r, i) set of grad[r, o]. The work is one addition
+// per (spike, output) instead of a dense R x in x out product.
+//
+// The [in, out] gradient is cut into tiles of kOut outputs by (up to) all input features, split
+// across threads (features are split too when there are fewer output tiles than threads). For a
+// tile, each row's kOut gradient values are read once and added to the accumulator rows of the
+// row's active features, found 64 at a time from the packed bytes (little-endian: bit j of byte
+// k is feature 8k + j). The accumulator (features x kOut floats, 512 KiB for 2048 features)
+// stays in L2, and the gradient is read once per output tile. The tile is written transposed
+// and scaled by c. Sums are float32 in row order: the dense result up to summation order.
+torch::Tensor event_weight_grad(torch::Tensor bits, torch::Tensor grad, int64_t in, double c) {
+  TORCH_CHECK(bits.dim() == 2 && bits.is_contiguous() && bits.scalar_type() == at::kByte,
+              "event_weight_grad takes contiguous uint8 bits [R, bytes]");
+  TORCH_CHECK(grad.dim() == 2 && grad.is_contiguous() && grad.scalar_type() == at::kFloat,
+              "event_weight_grad takes a contiguous float32 grad [R, out]");
+  const int64_t rows = grad.size(0), out = grad.size(1), bytes = bits.size(1);
+  TORCH_CHECK(bits.size(0) == rows && bytes == (in + 7) / 8, "bits do not match grad / in");
+  auto result = torch::empty({out, in}, grad.options());
+  const uint8_t* b = bits.data_ptr<uint8_t>();
+  const float* g = grad.data_ptr<float>();
+  float* gw = result.data_ptr<float>();
+  const float value = static_cast<float>(c);
+  const int64_t otiles = (out + kOut - 1) / kOut, words = (in + 63) / 64;
+  // feature chunks (multiples of 64) so that there are at least two work items per thread
+  const int64_t want = 2 * static_cast<int64_t>(at::get_num_threads());
+  const int64_t ichunks = std::max<int64_t>(1, std::min(words, (want + otiles - 1) / otiles));
+  const int64_t chunk_words = (words + ichunks - 1) / ichunks;
+
+  at::parallel_for(0, otiles * ichunks, 1, [&](int64_t p0, int64_t p1) {
+    std::vector<float> acc_buf(static_cast<size_t>(chunk_words * 64 * kOut));
+    float (*acc)[kOut] = reinterpret_cast<float (*)[kOut]>(acc_buf.data());
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t o0 = (p % otiles) * kOut, no = std::min(kOut, out - o0);
+      const int64_t w0 = (p / otiles) * chunk_words, w1 = std::min(words, w0 + chunk_words);
+      if (w0 >= w1) continue;
+      const int64_t i0 = w0 * 64, ni = std::min(in, w1 * 64) - i0;
+      std::fill(acc_buf.begin(), acc_buf.begin() + ni * kOut, 0.0f);
+      for (int64_t r = 0; r < rows; ++r) {
+        const uint8_t* br = b + r * bytes;
+        const float* gr = g + r * out + o0;
+        float gv[kOut];
+        bool loaded = false;
+        for (int64_t w = w0; w < w1; ++w) {
+          uint64_t m = 0;
+          std::memcpy(&m, br + w * 8, static_cast<size_t>(std::min<int64_t>(8, bytes - w * 8)));
+          if (!m) continue;
+          if (!loaded) {
+            std::memcpy(gv, gr, static_cast<size_t>(no) * sizeof(float));
+            std::fill(gv + no, gv + kOut, 0.0f);
+            loaded = true;
+          }
+          float (*a)[kOut] = acc + (w - w0) * 64;
+          while (m) {
+            const int i = __builtin_ctzll(m);
+            m &= m - 1;
+#pragma GCC unroll 64
+            for (int64_t j = 0; j < kOut; ++j) a[i][j] += gv[j];
+          }
+        }
+      }
+      for (int64_t j = 0; j < no; ++j) {
+        float* row = gw + (o0 + j) * in + i0;
+        for (int64_t i = 0; i < ni; ++i) row[i] = value * acc[i][j];
+      }
+    }
+  });
+  return result;
+}

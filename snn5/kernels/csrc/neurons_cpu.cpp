@@ -614,7 +614,8 @@ std::vector<torch::Tensor> alif_bwd(torch::Tensor gz, std::optional<torch::Tenso
 
 std::tuple<torch::Tensor, bool> event_linear_fwd(torch::Tensor spikes, torch::Tensor weight_t,
                                                  torch::Tensor bias);  // event_cpu.cpp
-std::tuple<torch::Tensor, bool, double> pack_spikes(torch::Tensor x);  // spikes_cpu.cpp
+torch::Tensor event_weight_grad(torch::Tensor bits, torch::Tensor grad, int64_t in, double c);
+std::tuple<torch::Tensor, bool, double, int64_t> pack_spikes(torch::Tensor x);  // spikes_cpu.cpp
 torch::Tensor unpack_spikes(torch::Tensor bits, int64_t in, double c, at::ScalarType dtype);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -623,6 +624,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("alif_fwd", &alif_fwd, "ALIF multi-step forward (CPU)");
   m.def("alif_bwd", &alif_bwd, "ALIF multi-step backward (CPU)");
   m.def("event_linear_fwd", &event_linear_fwd, "event-driven Linear on spike input (CPU)");
-  m.def("pack_spikes", &pack_spikes, "0/c tensor -> (bits, ok, c), checking the values (CPU)");
+  m.def("event_weight_grad", &event_weight_grad,
+        "weight gradient of a Linear from its packed spike input (CPU)");
+  m.def("pack_spikes", &pack_spikes, "0/c tensor -> (bits, ok, c, nonzeros), checking the values (CPU)");
   m.def("unpack_spikes", &unpack_spikes, "bits -> 0/1 tensor (CPU)");
 }
