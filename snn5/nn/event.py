@@ -8,7 +8,10 @@ from torch import Tensor, nn
 
 from snn5.kernels.event import event_linear, spike_linear, spike_rate
 
-DEFAULT_MAX_RATE = 0.25
+# Below this input spike rate the event path beats the dense product at every size measured by
+# benchmarks/event_speed.py on a 2-core CPU (benchmarks/results/lif_speed.json: at 10 %, 1.2-1.5x
+# faster for N = 512-2048; at 20 %, 0.5-0.9x). The crossover lies between 13 % and 17 %.
+DEFAULT_MAX_RATE = 0.12
 
 
 class EventLinear(nn.Linear):
@@ -33,8 +36,8 @@ class EventLinear(nn.Linear):
     Args:
         in_features, out_features, bias: as ``nn.Linear``.
         max_rate: spike rate (fraction of nonzero inputs) up to which the event path is taken.
-            The default comes from ``benchmarks/event_speed.py`` on a 2-core CPU; set 0 to
-            disable.
+            The default (0.12) comes from ``benchmarks/event_speed.py`` on a 2-core CPU; set 0
+            to disable.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
