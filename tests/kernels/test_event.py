@@ -12,7 +12,8 @@ pytestmark = pytest.mark.skipif(load_cpu_kernels() is None, reason="CPU kernels 
 
 
 @pytest.mark.parametrize("rows, n_in, n_out", [(1, 1, 1), (63, 7, 65), (64, 128, 64),
-                                               (130, 257, 129), (300, 512, 200)])
+                                               (130, 257, 129), (300, 512, 200),
+                                               (257, 33, 31), (600, 70, 97)])
 @pytest.mark.parametrize("rate", [0.0, 0.01, 0.1, 0.5, 1.0])
 def test_equals_dense_product(rows, n_in, n_out, rate):
     g = torch.Generator().manual_seed(rows * 7 + n_in)
@@ -35,6 +36,15 @@ def test_signed_spikes_no_bias_and_leading_dims():
         out = event_linear(spikes, weight)
     assert out.shape == (3, 5, 9)
     assert torch.allclose(out, F.linear(spikes, weight), atol=1e-5)
+    many = torch.randint(-1, 2, (700, 45), generator=g).float()            # several row blocks
+    many[:300] = many[:300].clamp(min=0)                                   # blocks without -1
+    weight = torch.randn(70, 45, generator=g)
+    with torch.no_grad():
+        assert torch.allclose(event_linear(many, weight), F.linear(many, weight), atol=1e-4)
+    bad = many.clone()
+    bad[650, 3] = 0.5                                                      # not a spike
+    with torch.no_grad():
+        assert torch.equal(event_linear(bad, weight), F.linear(bad, weight))
 
 
 def test_other_values_and_grad_mode_use_the_dense_product():
