@@ -2,13 +2,12 @@
 // s_ri * W^T[i], with s_ri in {-1, +1}. Only additions and subtractions: the weight rows of
 // inputs that did not spike are never read, so the work scales with the number of spikes.
 //
-// Rows of the input are processed in blocks of 256. For a block, one pass over its inputs builds
-// four 64-bit masks per input feature i (bit r set when row r spiked at i; more masks for -1)
-// and checks that every nonzero is +-1. Then, per tile of 32 outputs, the weight rows W^T[i] of
-// features with a spike in the block are streamed in order (sequential reads) and added to the
-// accumulators of the spiking rows; the 256 x 32 accumulator tile stays in L1, and the weights
-// are read once per 256 rows. Sums are float32 in feature order, so results equal the dense
-// product up to summation order.
+// Rows of the input are processed in blocks of 64. For a block, one pass over its inputs builds
+// a 64-bit mask per input feature i (bit r set when row r spiked at i; a second mask for -1) and
+// checks that every nonzero is +-1. Then, per block of kOut outputs, the weight rows W^T[i] of
+// features with a nonzero mask are streamed in order (sequential reads) and added to the
+// accumulators of the rows in the mask; the 64 x kOut accumulator tile stays in L1. Sums are
+// float32 in feature order, so results equal the dense product up to summation order.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -24,35 +23,28 @@ namespace {
 constexpr int64_t kRows = 64;   // rows per block: one bit each in a uint64 mask
 constexpr int64_t kOut = 64;    // outputs per tile: 64 x 64 float32 accumulators = 16 KiB
 
-// Forward blocks: kFwdWords x 64 rows, so that the weight rows of the active features are
-// streamed once per 256 input rows (at a 10 % spike rate nearly every feature is active in a
-// block, so this is the weight traffic); kFwdOut outputs per tile: 256 x 32 float32
-// accumulators = 32 KiB, in L1.
-constexpr int64_t kFwdWords = 4;
-constexpr int64_t kFwdRows = 64 * kFwdWords;
-constexpr int64_t kFwdOut = 32;
-
-// Adds (or subtracts) weight rows into the tile for the rows set in each feature's masks
-// (mask[w * in + i]: rows w * 64 .. w * 64 + 63 of the block).
+// Adds (or subtracts) weight rows into the tile for the rows set in each mask.
 template <bool NEG>
-inline void accumulate(const uint64_t* mask, int64_t in, int64_t words, const float* wt,
-                       int64_t out, int64_t o0, int64_t len, float (*acc)[kFwdOut]) {
+inline void accumulate(const uint64_t* mask, int64_t in, const float* wt, int64_t out,
+                       int64_t o0, int64_t len, float (*acc)[kOut]) {
   for (int64_t i = 0; i < in; ++i) {
-    bool any = false;
-    for (int64_t w = 0; w < words; ++w) any |= mask[w * in + i] != 0;
-    if (!any) continue;
-    const float* wrow = wt + i * out + o0;
-    float wv[kFwdOut];
-    std::memcpy(wv, wrow, static_cast<size_t>(len) * sizeof(float));
-    std::fill(wv + len, wv + kFwdOut, 0.0f);
-    for (int64_t w = 0; w < words; ++w) {
-      uint64_t m = mask[w * in + i];
+    uint64_t m = mask[i];
+    if (!m) continue;
+    const float* w = wt + i * out + o0;
+    if (len == kOut) {
+      float wv[kOut];
+      std::memcpy(wv, w, sizeof(wv));
       while (m) {
-        const int64_t r = w * 64 + __builtin_ctzll(m);
+        const int r = __builtin_ctzll(m);
         m &= m - 1;
-#pragma GCC unroll 32
-        for (int64_t j = 0; j < kFwdOut; ++j)
-          acc[r][j] = NEG ? acc[r][j] - wv[j] : acc[r][j] + wv[j];
+#pragma GCC unroll 64
+        for (int64_t j = 0; j < kOut; ++j) acc[r][j] = NEG ? acc[r][j] - wv[j] : acc[r][j] + wv[j];
+      }
+    } else {
+      while (m) {
+        const int r = __builtin_ctzll(m);
+        m &= m - 1;
+        for (int64_t j = 0; j < len; ++j) acc[r][j] = NEG ? acc[r][j] - w[j] : acc[r][j] + w[j];
       }
     }
   }
@@ -77,54 +69,35 @@ std::tuple<torch::Tensor, bool> event_linear_fwd(torch::Tensor spikes, torch::Te
   const float* b = has_bias ? bias.data_ptr<float>() : nullptr;
   float* y = result.data_ptr<float>();
   std::atomic<bool> ok{true};
-  const int64_t blocks = (rows + kFwdRows - 1) / kFwdRows;
-  // few row blocks (small batches): also split the outputs, so that every thread has work
-  const int64_t otiles = (out + kFwdOut - 1) / kFwdOut;
-  const int64_t want = 2 * static_cast<int64_t>(at::get_num_threads());
-  const int64_t ogroups = std::max<int64_t>(1, std::min(otiles, (want + blocks - 1) / blocks));
-  const int64_t group_out = ((otiles + ogroups - 1) / ogroups) * kFwdOut;
+  const int64_t blocks = (rows + kRows - 1) / kRows;
 
-  at::parallel_for(0, blocks * ogroups, 1, [&](int64_t p0, int64_t p1) {
-    std::vector<uint64_t> plus(kFwdWords * in), minus(kFwdWords * in);
-    std::vector<float> acc_buf(kFwdRows * kFwdOut);
-    float (*acc)[kFwdOut] = reinterpret_cast<float (*)[kFwdOut]>(acc_buf.data());
-    for (int64_t p = p0; p < p1 && ok.load(std::memory_order_relaxed); ++p) {
-      const int64_t blk = p / ogroups, g = p % ogroups;
-      const int64_t o_begin = g * group_out, o_end = std::min(out, o_begin + group_out);
-      if (o_begin >= o_end) continue;
-      const int64_t r0 = blk * kFwdRows, nr = std::min(kFwdRows, rows - r0);
-      const int64_t words = (nr + 63) / 64;
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<uint64_t> plus(in), minus(in);
+    alignas(64) float acc[kRows][kOut];
+    for (int64_t blk = b0; blk < b1 && ok.load(std::memory_order_relaxed); ++blk) {
+      const int64_t r0 = blk * kRows, nr = std::min(kRows, rows - r0);
       std::fill(plus.begin(), plus.end(), 0);
       std::fill(minus.begin(), minus.end(), 0);
       bool any_minus = false;
       for (int64_t r = 0; r < nr; ++r) {
         const float* sr = s + (r0 + r) * in;
-        const uint64_t bit = uint64_t{1} << (r & 63);
-        uint64_t* pw = plus.data() + (r >> 6) * in;
-        uint32_t odd = 0;
+        const uint64_t bit = uint64_t{1} << r;
         for (int64_t i = 0; i < in; ++i) {
           const float v = sr[i];
-          pw[i] |= (v == 1.0f) ? bit : 0;
-          odd |= static_cast<uint32_t>(v != 0.0f && v != 1.0f);
-        }
-        if (odd) {                                   // -1 entries (or invalid values)
-          uint64_t* mw = minus.data() + (r >> 6) * in;
-          for (int64_t i = 0; i < in; ++i) {
-            const float v = sr[i];
-            if (v != 0.0f && v != 1.0f) {
-              if (v != -1.0f) { ok.store(false); return; }
-              mw[i] |= bit;
-              any_minus = true;
-            }
+          plus[i] |= (v == 1.0f) ? bit : 0;
+          if (v != 0.0f && v != 1.0f) {
+            if (v != -1.0f) { ok.store(false); return; }
+            minus[i] |= bit;
+            any_minus = true;
           }
         }
       }
-      for (int64_t o0 = o_begin; o0 < o_end; o0 += kFwdOut) {
-        const int64_t len = std::min(kFwdOut, o_end - o0);
+      for (int64_t o0 = 0; o0 < out; o0 += kOut) {
+        const int64_t len = std::min(kOut, out - o0);
         for (int64_t r = 0; r < nr; ++r)
-          for (int64_t j = 0; j < kFwdOut; ++j) acc[r][j] = (b && j < len) ? b[o0 + j] : 0.0f;
-        accumulate<false>(plus.data(), in, words, wt, out, o0, len, acc);
-        if (any_minus) accumulate<true>(minus.data(), in, words, wt, out, o0, len, acc);
+          for (int64_t j = 0; j < len; ++j) acc[r][j] = b ? b[o0 + j] : 0.0f;
+        accumulate<false>(plus.data(), in, wt, out, o0, len, acc);
+        if (any_minus) accumulate<true>(minus.data(), in, wt, out, o0, len, acc);
         for (int64_t r = 0; r < nr; ++r)
           std::memcpy(y + (r0 + r) * out + o0, acc[r], static_cast<size_t>(len) * sizeof(float));
       }
