@@ -57,14 +57,14 @@ class _BitSavedLinear(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu")
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, bits: Tensor,
-                value: float, event: bool, weight_t: Tensor | None) -> Tensor:
+                value: float, event: bool) -> Tensor:
         ctx.save_for_backward(bits, weight)
         ctx.meta = (x.shape, x.dtype, value, bias is not None, event)
         if event and value == 1.0:
             rows = x.reshape(-1, x.shape[-1])
-            wt = weight.t().contiguous() if weight_t is None else weight_t
+            wt = weight.detach().t().contiguous()
             b = bias.detach() if bias is not None else torch.empty(0)
-            out, ok = load_cpu_kernels().event_linear_fwd(rows.detach(), wt.detach(), b)
+            out, ok = load_cpu_kernels().event_linear_fwd(rows.detach(), wt, b)
             if ok:
                 return out.view(*x.shape[:-1], weight.shape[0])
         return F.linear(x, weight, bias)
@@ -87,11 +87,11 @@ class _BitSavedLinear(torch.autograd.Function):
                 gw = g2.t() @ z.to(g2.dtype)                                # [out, in]
         if has_bias and ctx.needs_input_grad[2]:
             gb = g2.sum(0)
-        return gx, gw, gb, None, None, None, None
+        return gx, gw, gb, None, None, None
 
 
 def spike_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
-                 max_rate: float = 0.0, weight_t: Tensor | None = None) -> Tensor:
+                 max_rate: float = 0.0) -> Tensor:
     """``F.linear(x, weight, bias)`` for training on spike input, saving the input as bits.
 
     When every entry of ``x`` is 0 or one common value (spikes, or spikes scaled by dropout),
@@ -99,7 +99,7 @@ def spike_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
     those of ``F.linear``. At a spike rate of at most ``max_rate`` (float32), the product and
     the weight gradient are event-driven: one addition per (spike, output), equal to the dense
     results up to the order of the float32 summation. Other inputs, devices or dtypes take
-    ``F.linear`` itself. ``weight_t``: ``weight.t().contiguous()`` if the caller caches it.
+    ``F.linear`` itself.
     """
     ext = load_cpu_kernels()
     if (ext is None or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16)
@@ -111,5 +111,4 @@ def spike_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
         return F.linear(x, weight, bias)
     event = (x.dtype == torch.float32 and weight.dtype == torch.float32
              and count <= max_rate * rows.numel())
-    return _BitSavedLinear.apply(rows.view(x.shape), weight, bias, bits, value, event,
-                                 weight_t if event else None)
+    return _BitSavedLinear.apply(rows.view(x.shape), weight, bias, bits, value, event)

@@ -198,6 +198,30 @@ inline float after_reset(float h, float v_th) {
 // grads: [0] v_th, [1] d/d beta (sum gh * v_prev), [2] width, [3] d/d omb (sum gh * x).
 // PARAMS: the scalar-parameter gradients are wanted (v_th and width always, beta and omb when x
 // is given); without it the loop is a pure per-neuron recurrence.
+// The gradient through one step's fire-and-reset, shared by the leaky and ALIF backwards: from
+// the incoming spike gradient gzi and the membrane gradient g of the next step, the gradient of
+// the pre-reset membrane gh and of the threshold thr (dthr). gzi is updated in place (the reset
+// term, scaled by keep = 0 when the reset is detached) because the width gradient uses it.
+template <int RESET, int S>
+inline void through_reset(float& gzi, float g, float h, float thr, float s, float u, float width,
+                          float keep, float& gh, float& dthr) {
+  if constexpr (RESET == SUBTRACT) {
+    gzi -= keep * (g * thr);
+    const float gu = gzi * sg_grad<S>(u, width);
+    gh = g + gu;
+    dthr = -gu - g * s;
+  } else if constexpr (RESET == ZERO) {
+    gzi -= keep * (g * h);
+    const float gu = gzi * sg_grad<S>(u, width);
+    gh = g * (1.0f - s) + gu;
+    dthr = -gu;
+  } else {
+    const float gu = gzi * sg_grad<S>(u, width);
+    gh = g + gu;
+    dthr = -gu;
+  }
+}
+
 // One step of the backward over a block of neurons. The restrict-qualified pointers (distinct
 // buffers) let the compiler vectorise without runtime alias checks, which it gives up on when
 // there are many pointers.
@@ -213,21 +237,7 @@ inline void leaky_backward_step(const T* __restrict__ ht, const T* __restrict__ 
     const float s = u >= 0.0f ? 1.0f : 0.0f;
     float gzi = static_cast<float>(gzt[i]);
     float gh, dth;
-    if constexpr (RESET == SUBTRACT) {
-      gzi -= keep * (g[i] * v_th);
-      const float gu = gzi * sg_grad<S>(u, width);
-      gh = g[i] + gu;
-      dth = -gu - g[i] * s;
-    } else if constexpr (RESET == ZERO) {
-      gzi -= keep * (g[i] * hi);
-      const float gu = gzi * sg_grad<S>(u, width);
-      gh = g[i] * (1.0f - s) + gu;
-      dth = -gu;
-    } else {
-      const float gu = gzi * sg_grad<S>(u, width);
-      gh = g[i] + gu;
-      dth = -gu;
-    }
+    through_reset<RESET, S>(gzi, g[i], hi, v_th, s, u, width, keep, gh, dth);
     if constexpr (PARAMS) {
       acc_th[i] += dth;
       acc_w[i] += gzi * sg_dwidth<S>(u, width);
@@ -356,21 +366,7 @@ inline void alif_backward_step(const T* __restrict__ ht, const T* __restrict__ a
     const float s = u >= 0.0f ? 1.0f : 0.0f;
     float gzi = static_cast<float>(gzt[i]) + gav[i] * omr;
     float gh, g_thr;
-    if constexpr (RESET == SUBTRACT) {
-      gzi -= keep * (g[i] * thr);
-      const float gu = gzi * sg_grad<S>(u, width);
-      gh = g[i] + gu;
-      g_thr = -gu - g[i] * s;
-    } else if constexpr (RESET == ZERO) {
-      gzi -= keep * (g[i] * hi);
-      const float gu = gzi * sg_grad<S>(u, width);
-      gh = g[i] * (1.0f - s) + gu;
-      g_thr = -gu;
-    } else {
-      const float gu = gzi * sg_grad<S>(u, width);
-      gh = g[i] + gu;
-      g_thr = -gu;
-    }
+    through_reset<RESET, S>(gzi, g[i], hi, thr, s, u, width, keep, gh, g_thr);
     if constexpr (PARAMS) {
       acc_th[i] += g_thr;
       acc_w[i] += gzi * sg_dwidth<S>(u, width);

@@ -38,11 +38,11 @@ std::tuple<torch::Tensor, bool, double, int64_t> pack_spikes(torch::Tensor x) {
             if (v != 0.0f) { value = v; break; }
           }
         }
-        const int64_t full = in / 8;
         uint32_t bad = 0;
-        for (int64_t k = 0; k < full; ++k) {
+        // byte k from n <= 8 values; branch-free, so the full bytes' loop vectorises
+        auto pack = [&](int64_t k, int64_t n) {
           uint32_t byte = 0;
-          for (int j = 0; j < 8; ++j) {
+          for (int64_t j = 0; j < n; ++j) {
             const float v = static_cast<float>(xr[8 * k + j]);
             const uint32_t nz = v != 0.0f;
             byte |= nz << j;
@@ -50,18 +50,10 @@ std::tuple<torch::Tensor, bool, double, int64_t> pack_spikes(torch::Tensor x) {
           }
           br[k] = static_cast<uint8_t>(byte);
           nnz += __builtin_popcount(byte);
-        }
-        if (full < bytes) {
-          uint32_t byte = 0;
-          for (int64_t j = 0; j < in - 8 * full; ++j) {
-            const float v = static_cast<float>(xr[8 * full + j]);
-            const uint32_t nz = v != 0.0f;
-            byte |= nz << j;
-            bad |= nz & static_cast<uint32_t>(v != value);
-          }
-          br[full] = static_cast<uint8_t>(byte);
-          nnz += __builtin_popcount(byte);
-        }
+        };
+        const int64_t full = in / 8;
+        for (int64_t k = 0; k < full; ++k) pack(k, 8);
+        if (full < bytes) pack(full, in - 8 * full);
         if (bad) ok.store(false);
       }
       count.fetch_add(nnz);
