@@ -64,13 +64,14 @@ def worker(spec: dict[str, Any]) -> None:
                                      "event_linear would fall back to the dense product"})
             return
         fn = event_linear
-        if "weight_t" in inspect.signature(event_linear).parameters:
-            # the transposed weight is cached by snn5's event layer; do the same here
-            wt = w.t().contiguous()                                   # [N_in, N_out]
-            extra["note"] = "weight_t cached"
+        if "packed" in inspect.signature(event_linear).parameters:
+            # snn5's event layer caches the weight in the kernel's layout; do the same here
+            from snn5.kernels import pack_weight
+            wp = pack_weight(w)
+            extra["note"] = "packed weight cached"
 
             def fn(s, w, b):
-                return event_linear(s, w, b, weight_t=wt)
+                return event_linear(s, w, b, packed=wp)
     try:
         with torch.no_grad():
             if spec["impl"] == "event":          # correctness against the dense layer

@@ -16,15 +16,25 @@ from torch import Tensor
 from snn5.kernels.build import load_cpu_kernels
 
 
+def pack_weight(weight: Tensor) -> Tensor:
+    """``weight [out, in]`` in the layout the event kernels read: ``[ceil(out / 64), in, 64]``,
+    each tile of 64 outputs contiguous and transposed (zero-padded). One pass over the weight;
+    a caller that applies the same weight many times (an inference layer) caches it."""
+    ext = load_cpu_kernels()
+    if ext is None:
+        raise RuntimeError("the snn5 CPU kernels are not available on this machine")
+    return ext.event_pack_weight(weight.detach().float())
+
+
 def event_linear(spikes: Tensor, weight: Tensor, bias: Tensor | None = None, *,
-                 weight_t: Tensor | None = None) -> Tensor:
+                 packed: Tensor | None = None) -> Tensor:
     """``F.linear(spikes, weight, bias)`` computed from the active inputs only.
 
     Args:
         spikes: ``[..., in]`` with values in {-1, 0, 1} (float32, CPU).
         weight: ``[out, in]``.
         bias: ``[out]`` or None.
-        weight_t: ``weight.t().contiguous()`` if the caller caches it.
+        packed: ``pack_weight(weight)`` if the caller caches it.
 
     Returns:
         ``[..., out]``. Falls back to the dense product when the input holds other values, the
@@ -37,9 +47,9 @@ def event_linear(spikes: Tensor, weight: Tensor, bias: Tensor | None = None, *,
         return F.linear(spikes, weight, bias)
     lead = spikes.shape[:-1]
     rows = spikes.reshape(-1, spikes.shape[-1]).contiguous()          # [R, in]
-    wt = weight.t().contiguous() if weight_t is None else weight_t     # [in, out]
-    b = bias.detach() if bias is not None else torch.empty(0)
-    out, ok = ext.event_linear_fwd(rows, wt.detach(), b)
+    wp = pack_weight(weight) if packed is None else packed             # [tiles, in, 64]
+    b = bias.detach().contiguous() if bias is not None else torch.empty(0)
+    out, ok = ext.event_linear_fwd(rows, wp, b, weight.shape[0])
     if not ok:                                                         # not spikes after all
         return F.linear(spikes, weight, bias)
     return out.view(*lead, weight.shape[0])
@@ -60,13 +70,11 @@ class _BitSavedLinear(torch.autograd.Function):
                 value: float, event: bool) -> Tensor:
         ctx.save_for_backward(bits, weight)
         ctx.meta = (x.shape, x.dtype, value, bias is not None, event)
-        if event and value == 1.0:
-            rows = x.reshape(-1, x.shape[-1])
-            wt = weight.detach().t().contiguous()
-            b = bias.detach() if bias is not None else torch.empty(0)
-            out, ok = load_cpu_kernels().event_linear_fwd(rows.detach(), wt, b)
-            if ok:
-                return out.view(*x.shape[:-1], weight.shape[0])
+        if event and value == 1.0:                                          # from the bits
+            b = bias.detach().contiguous() if bias is not None else torch.empty(0)
+            out = load_cpu_kernels().event_linear_bits(bits, x.shape[-1], pack_weight(weight),
+                                                       b, weight.shape[0])
+            return out.view(*x.shape[:-1], weight.shape[0])
         return F.linear(x, weight, bias)
 
     @staticmethod

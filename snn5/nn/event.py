@@ -6,12 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from snn5.kernels.event import event_linear, spike_linear, spike_rate
+from snn5.kernels.event import event_linear, pack_weight, spike_linear, spike_rate
 
 # Below this input spike rate the event path beats the dense product at every size measured by
 # benchmarks/event_speed.py on a 2-core CPU (benchmarks/results/lif_speed.json: at 10 %, 1.2-1.5x
 # faster for N = 512-2048; at 20 %, 0.5-0.9x). The crossover lies between 13 % and 17 %.
-DEFAULT_MAX_RATE = 0.12
+DEFAULT_MAX_RATE = 0.2
 
 
 class EventLinear(nn.Linear):
@@ -29,8 +29,8 @@ class EventLinear(nn.Linear):
     does not reach the output (the dense product would give NaN, as 0 * NaN is NaN); the
     trainer's checks still catch it through the gradients.
 
-    The inference path caches the transposed weight, keyed by the weight's storage and version
-    counter; an in-place change through ``weight.data`` bypasses the version counter, so make
+    The inference path caches the weight in the kernels' layout (:func:`snn5.kernels.pack_weight`),
+    keyed by the weight's storage and version counter; an in-place change through ``weight.data`` bypasses the version counter, so make
     such changes under ``torch.no_grad()`` on ``weight`` itself.
 
     Args:
@@ -46,15 +46,15 @@ class EventLinear(nn.Linear):
         if not 0.0 <= max_rate <= 1.0:
             raise ValueError(f"max_rate is a spike rate in [0, 1], got {max_rate}")
         self.max_rate = float(max_rate)
-        self._weight_t: Tensor | None = None
+        self._packed: Tensor | None = None
         self._weight_key: tuple | None = None
 
-    def _transposed(self) -> Tensor:
+    def _packed_weight(self) -> Tensor:
         key = (self.weight.data_ptr(), self.weight._version, self.weight.shape)
         if self._weight_key != key:
-            self._weight_t = self.weight.detach().t().contiguous()
+            self._packed = pack_weight(self.weight)
             self._weight_key = key
-        return self._weight_t
+        return self._packed
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled():                               # saves the spikes as bits
@@ -62,7 +62,7 @@ class EventLinear(nn.Linear):
         if (self.max_rate == 0.0 or x.device.type != "cpu" or x.dtype != torch.float32
                 or spike_rate(x) > self.max_rate):
             return F.linear(x, self.weight, self.bias)
-        return event_linear(x, self.weight, self.bias, weight_t=self._transposed())
+        return event_linear(x, self.weight, self.bias, packed=self._packed_weight())
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, max_rate={self.max_rate:g}"

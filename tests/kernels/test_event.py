@@ -36,13 +36,14 @@ def test_signed_spikes_no_bias_and_leading_dims():
         out = event_linear(spikes, weight)
     assert out.shape == (3, 5, 9)
     assert torch.allclose(out, F.linear(spikes, weight), atol=1e-5)
-    many = torch.randint(-1, 2, (700, 45), generator=g).float()            # several row blocks
-    many[:300] = many[:300].clamp(min=0)                                   # blocks without -1
-    weight = torch.randn(70, 45, generator=g)
+    many = torch.randint(-1, 2, (2100, 130), generator=g).float()          # several row blocks
+    many[:300] = many[:300].clamp(min=0)                                   # rows without -1
+    many[1500:, 64:] = many[1500:, 64:].clamp(max=0)                       # -1 only, past 64
+    weight = torch.randn(70, 130, generator=g)
     with torch.no_grad():
         assert torch.allclose(event_linear(many, weight), F.linear(many, weight), atol=1e-4)
     bad = many.clone()
-    bad[650, 3] = 0.5                                                      # not a spike
+    bad[1650, 3] = 0.5                                                     # not a spike
     with torch.no_grad():
         assert torch.equal(event_linear(bad, weight), F.linear(bad, weight))
 
@@ -149,6 +150,32 @@ def test_event_driven_training_matches_dense(shape, out_features, dropout_scale,
         assert torch.allclose(a, b, atol=1e-4)
 
 
+@pytest.mark.parametrize("rows, n_in, n_out", [(4500, 100, 65), (2048, 64, 128), (3, 1, 1)])
+def test_event_kernels_on_bits_across_row_blocks(rows, n_in, n_out):
+    """Forward and weight gradient from the bits, over several blocks of rows (1024 rows per
+    forward block, 2048 per gradient block) and a partial last tile of outputs."""
+    ext = load_cpu_kernels()
+    g = torch.Generator().manual_seed(rows)
+    spikes = (torch.rand(rows, n_in, generator=g) < 0.15).float()
+    weight, bias = torch.randn(n_out, n_in, generator=g), torch.randn(n_out, generator=g)
+    grad = torch.randn(rows, n_out, generator=g)
+    bits, ok, value, count = ext.pack_spikes(spikes)
+    out = ext.event_linear_bits(bits, n_in, ext.event_pack_weight(weight), bias, n_out)
+    assert torch.allclose(out, F.linear(spikes, weight, bias), atol=1e-4)
+    gw = ext.event_weight_grad(bits, grad, n_in, 1.5)
+    assert torch.allclose(gw, 1.5 * grad.t() @ spikes, atol=1e-3)
+
+
+def test_packed_weight_layout():
+    ext = load_cpu_kernels()
+    weight = torch.randn(70, 19)
+    packed = ext.event_pack_weight(weight)                   # [ceil(70 / 64), 19, 64]
+    assert packed.shape == (2, 19, 64)
+    assert torch.equal(packed[0], weight[:64].t())
+    assert torch.equal(packed[1, :, :6], weight[64:].t())
+    assert not packed[1, :, 6:].any()                        # padding
+
+
 def test_event_weight_gradient_kernel_reads_the_bits():
     ext = load_cpu_kernels()
     torch.manual_seed(0)
@@ -176,3 +203,24 @@ def test_bit_saving_rejects_two_different_nonzero_values():
     x.requires_grad_()
     out = spike_linear(x, torch.randn(4, 10))
     assert out.grad_fn.name() != "_BitSavedLinearBackward"
+
+
+def test_bit_saving_rejects_infinite_spikes():
+    """Unpacking multiplies each bit by the spike value: an infinite value takes F.linear."""
+    from snn5.kernels import spike_linear
+    x = torch.zeros(5, 10)
+    x[1, 3] = float("inf")
+    x.requires_grad_()
+    out = spike_linear(x, torch.randn(4, 10))
+    assert out.grad_fn.name() != "_BitSavedLinearBackward"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n_in", [1, 8, 13, 64])
+def test_unpack_inverts_pack(dtype, n_in):
+    ext = load_cpu_kernels()
+    torch.manual_seed(0)
+    x = ((torch.rand(70, n_in) < 0.4).float() * 1.25).to(dtype)
+    bits, ok, value, count = ext.pack_spikes(x)
+    assert ok and value == 1.25 and count == int((x != 0).sum())
+    assert torch.equal(ext.unpack_spikes(bits, n_in, value, dtype), x)

@@ -608,8 +608,11 @@ std::vector<torch::Tensor> alif_bwd(torch::Tensor gz, std::optional<torch::Tenso
   return {gx, gv0, ga0, grads};
 }
 
-std::tuple<torch::Tensor, bool> event_linear_fwd(torch::Tensor spikes, torch::Tensor weight_t,
-                                                 torch::Tensor bias);  // event_cpu.cpp
+torch::Tensor event_pack_weight(torch::Tensor weight);  // event_cpu.cpp
+std::tuple<torch::Tensor, bool> event_linear_fwd(torch::Tensor spikes, torch::Tensor packed,
+                                                 torch::Tensor bias, int64_t out);
+torch::Tensor event_linear_bits(torch::Tensor bits, int64_t in, torch::Tensor packed,
+                                torch::Tensor bias, int64_t out);
 torch::Tensor event_weight_grad(torch::Tensor bits, torch::Tensor grad, int64_t in, double c);
 std::tuple<torch::Tensor, bool, double, int64_t> pack_spikes(torch::Tensor x);  // spikes_cpu.cpp
 torch::Tensor unpack_spikes(torch::Tensor bits, int64_t in, double c, at::ScalarType dtype);
@@ -619,7 +622,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("leaky_bwd", &leaky_bwd, "IF/LIF/PLIF multi-step backward (CPU)");
   m.def("alif_fwd", &alif_fwd, "ALIF multi-step forward (CPU)");
   m.def("alif_bwd", &alif_bwd, "ALIF multi-step backward (CPU)");
+  m.def("event_pack_weight", &event_pack_weight, "weight [out, in] -> tiles for event_linear");
   m.def("event_linear_fwd", &event_linear_fwd, "event-driven Linear on spike input (CPU)");
+  m.def("event_linear_bits", &event_linear_bits, "event-driven Linear on packed spike bits (CPU)");
   m.def("event_weight_grad", &event_weight_grad,
         "weight gradient of a Linear from its packed spike input (CPU)");
   m.def("pack_spikes", &pack_spikes, "0/c tensor -> (bits, ok, c, nonzeros), checking the values (CPU)");

@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -72,6 +73,7 @@ std::tuple<torch::Tensor, bool, double, int64_t> pack_spikes(torch::Tensor x) {
     if (c != 0.0f && v != c) ok.store(false);
     c = v;
   }
+  if (!std::isfinite(c)) ok.store(false);  // unpack multiplies bits by c: inf * 0 would be NaN
   return {bits, ok.load(), c == 0.0f ? 1.0 : static_cast<double>(c), count.load()};
 }
 
@@ -89,7 +91,15 @@ torch::Tensor unpack_spikes(torch::Tensor bits, int64_t in, double c, at::Scalar
       for (int64_t r = r0; r < r1; ++r) {
         auto* xr = data + r * in;
         const uint8_t* br = b + r * bytes;
-        for (int64_t i = 0; i < in; ++i) xr[i] = ((br[i >> 3] >> (i & 7)) & 1) ? value : 0.0f;
+        // byte by byte, eight branch-free stores each: the compiler vectorises the full bytes
+        const int64_t full = in / 8;
+        for (int64_t k = 0; k < full; ++k) {
+          const uint32_t byte = br[k];
+          for (int j = 0; j < 8; ++j) xr[8 * k + j] = static_cast<float>((byte >> j) & 1u) * value;
+        }
+        for (int64_t i = 8 * full; i < in; ++i) {
+          xr[i] = static_cast<float>((br[i >> 3] >> (i & 7)) & 1u) * value;
+        }
       }
     });
   };
