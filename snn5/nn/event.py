@@ -8,9 +8,10 @@ from torch import Tensor, nn
 
 from snn5.kernels.event import event_linear, pack_weight, spike_linear, spike_rate
 
-# Below this input spike rate the event path beats the dense product at every size measured by
-# benchmarks/event_speed.py on a 2-core CPU (benchmarks/results/lif_speed.json: at 10 %, 1.2-1.5x
-# faster for N = 512-2048; at 20 %, 0.5-0.9x). The crossover lies between 13 % and 17 %.
+# Up to this input spike rate the event path beats the dense product at every size measured on
+# a 2-core CPU (benchmarks/results/event_speed.json, N = 512-2048): inference 1.4-1.7x at 20 %
+# (crossover near 30 %); training, forward plus weight gradient, 1.0-1.5x at 20 % (measured with
+# the kernels alone: the crossover lies between 20 % and 25 %).
 DEFAULT_MAX_RATE = 0.2
 
 
@@ -36,7 +37,7 @@ class EventLinear(nn.Linear):
     Args:
         in_features, out_features, bias: as ``nn.Linear``.
         max_rate: spike rate (fraction of nonzero inputs) up to which the event path is taken.
-            The default (0.12) comes from ``benchmarks/event_speed.py`` on a 2-core CPU; set 0
+            The default (0.2) comes from ``benchmarks/event_speed.py`` on a 2-core CPU; set 0
             to disable.
     """
 
