@@ -38,11 +38,13 @@ def event_linear(spikes: Tensor, weight: Tensor, bias: Tensor | None = None, *,
 
     Returns:
         ``[..., out]``. Falls back to the dense product when the input holds other values, the
-        kernels are not built, or the tensors are not float32 on the CPU.
+        kernels are not built, the tensors are not float32 on the CPU, or under
+        ``torch.compile`` (where the choice, which depends on the values, would break the graph).
     """
     ext = load_cpu_kernels()
     usable = (ext is not None and spikes.device.type == "cpu" and spikes.dtype == torch.float32
-              and weight.dtype == torch.float32 and not torch.is_grad_enabled())
+              and weight.dtype == torch.float32 and not torch.is_grad_enabled()
+              and not torch.compiler.is_compiling())
     if not usable:
         return F.linear(spikes, weight, bias)
     lead = spikes.shape[:-1]
@@ -107,11 +109,12 @@ def spike_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
     those of ``F.linear``. At a spike rate of at most ``max_rate`` (float32), the product and
     the weight gradient are event-driven: one addition per (spike, output), equal to the dense
     results up to the order of the float32 summation. Other inputs, devices or dtypes take
-    ``F.linear`` itself.
+    ``F.linear`` itself, and so does ``torch.compile``: the choice depends on the input's values,
+    which a compiled graph cannot branch on without a graph break.
     """
     ext = load_cpu_kernels()
     if (ext is None or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16)
-            or not torch.is_grad_enabled() or x.numel() == 0):
+            or not torch.is_grad_enabled() or x.numel() == 0 or torch.compiler.is_compiling()):
         return F.linear(x, weight, bias)
     rows = x.reshape(-1, x.shape[-1]).contiguous()
     bits, ok, value, count = ext.pack_spikes(rows.detach())   # one pass: check, c, pack, count

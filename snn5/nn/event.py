@@ -24,7 +24,10 @@ class EventLinear(nn.Linear):
     input kept for the weight gradient is stored as bits, and at or below ``max_rate`` (float32)
     the product and the weight gradient are event-driven too (:func:`snn5.kernels.spike_linear`);
     outputs and gradients equal ``nn.Linear``'s up to the order of float32 summation.
-    Parameters, ``state_dict`` keys and operation counters are those of ``nn.Linear``.
+    Parameters, ``state_dict`` keys and operation counters are those of ``nn.Linear``. Under
+    ``torch.compile`` the layer is ``nn.Linear`` (the event path's choice depends on the input's
+    values and would break the compiled graph), so the eager model is the faster one on the CPU
+    at low spike rates.
 
     Event-driven sums skip inputs that did not spike, so a non-finite weight of a silent input
     does not reach the output (the dense product would give NaN, as 0 * NaN is NaN); the
@@ -61,7 +64,7 @@ class EventLinear(nn.Linear):
         if torch.is_grad_enabled():                               # saves the spikes as bits
             return spike_linear(x, self.weight, self.bias, max_rate=self.max_rate)
         if (self.max_rate == 0.0 or x.device.type != "cpu" or x.dtype != torch.float32
-                or spike_rate(x) > self.max_rate):
+                or torch.compiler.is_compiling() or spike_rate(x) > self.max_rate):
             return F.linear(x, self.weight, self.bias)
         return event_linear(x, self.weight, self.bias, packed=self._packed_weight())
 
