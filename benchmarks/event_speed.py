@@ -23,24 +23,21 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from harness import fmt, fmt_ms, median, size_name
+from harness import DEFAULT_SIZES, fmt, fmt_ms, median, size_name
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_SIZES = "32x100x512,16x500x1024,128x25x2048"
 DEFAULT_RATES = "0.01,0.05,0.1,0.2"
 IMPLS = ("dense", "event")
 
 
 def worker(spec: dict[str, Any]) -> None:
-    harness.setup_threads(spec["threads"])
     import torch
     import torch.nn.functional as F
 
     import lif_nets
 
-    device = torch.device(spec["device"])
-    if device.type == "cuda" and not torch.cuda.is_available():
-        harness.emit({"error": "--device cuda but torch.cuda.is_available() is False"})
+    device = harness.worker_device(spec)
+    if device is None:
         return
     b, t, n = spec["size"]
     w = lif_nets.make_weights(n, spec["seed"])[0].to(device)          # [N_out, N_in]

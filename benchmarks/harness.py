@@ -29,6 +29,7 @@ from typing import Any
 
 RESULT_TAG = "@@RESULT "
 MIB = 2.0 ** 20
+DEFAULT_SIZES = "32x100x512,16x500x1024,128x25x2048"   # B x T x N
 REPO = Path(__file__).resolve().parents[1]
 PEERS = ("torch", "snn5", "spikingjelly", "snntorch", "norse", "numpy", "nir", "nirtorch")
 
@@ -65,10 +66,17 @@ def peak_rss_mib() -> float:
     return peak / MIB if sys.platform == "darwin" else peak / 1024.0   # bytes on macOS, KiB else
 
 
-def setup_threads(threads: int) -> None:
+def worker_device(spec: dict[str, Any]):
+    """A worker's start: its thread count, then its ``torch.device``, or None (after emitting
+    the error) when CUDA was asked for and is not there."""
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    if device.type == "cuda" and not torch.cuda.is_available():
+        emit({"error": "--device cuda but torch.cuda.is_available() is False"})
+        return None
+    return device
 
 
 def measure(call: Callable[[], Any], device: str, *, min_repeats: int = 3,

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from harness import fmt, fmt_ms, median, size_name
+from harness import DEFAULT_SIZES, fmt, fmt_ms, median, size_name
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_SIZES = "32x100x512,16x500x1024,128x25x2048"
 MODES = ("infer", "train")
 
 
@@ -33,14 +32,12 @@ MODES = ("infer", "train")
 
 def worker(spec: dict[str, Any]) -> None:
     """Measure one (implementation, size, mode), or run the check; print the result."""
-    harness.setup_threads(spec["threads"])
     import torch
 
     import lif_nets
 
-    device = torch.device(spec["device"])
-    if device.type == "cuda" and not torch.cuda.is_available():
-        harness.emit({"error": "--device cuda but torch.cuda.is_available() is False"})
+    device = harness.worker_device(spec)
+    if device is None:
         return
     if spec.get("check"):
         import lif_check
