@@ -8,10 +8,11 @@ from torch import Tensor, nn
 
 from snn5.kernels.event import event_linear, pack_weight, spike_linear, spike_rate
 
-# Up to this input spike rate the event path beats the dense product at every size measured on
-# a 2-core CPU (benchmarks/results/event_speed.json, N = 512-2048): inference 1.4-1.7x at 20 %
-# (crossover near 30 %); training, forward plus weight gradient, 1.0-1.5x at 20 % (measured with
-# the kernels alone: the crossover lies between 20 % and 25 %).
+# Up to this input spike rate the event path beats the dense product in inference at every size
+# measured on a 2-core CPU (benchmarks/results/event_speed.json, N = 512-2048: 1.4-1.7x at 20 %,
+# crossover near 30 %). Training (forward plus weight gradient) has no benchmark of its own: in
+# benchmarks/results/lif_speed.json the event-driven second layer (12-13 % input rate) trains
+# below the dense floor; ad-hoc timings of the kernels alone put its crossover at 20-25 %.
 DEFAULT_MAX_RATE = 0.2
 
 
@@ -33,9 +34,10 @@ class EventLinear(nn.Linear):
     does not reach the output (the dense product would give NaN, as 0 * NaN is NaN); the
     trainer's checks still catch it through the gradients.
 
-    The inference path caches the weight in the kernels' layout (:func:`snn5.kernels.pack_weight`),
-    keyed by the weight's storage and version counter; an in-place change through ``weight.data`` bypasses the version counter, so make
-    such changes under ``torch.no_grad()`` on ``weight`` itself.
+    The inference path caches the weight in the kernels' layout
+    (:func:`snn5.kernels.pack_weight`), keyed by the weight's storage and version counter; an
+    in-place change through ``weight.data`` bypasses the version counter, so make such changes
+    under ``torch.no_grad()`` on ``weight`` itself.
 
     Args:
         in_features, out_features, bias: as ``nn.Linear``.

@@ -223,9 +223,9 @@ std::tuple<torch::Tensor, bool> event_linear_fwd(torch::Tensor spikes, torch::Te
     const int64_t nr = std::min(kRowBlock, rows - r0);
     const bool ok = lists.build(nr, [&](int64_t r, std::vector<int32_t>& list) -> int64_t {
       const float* sr = s + (r0 + r) * in;
-      // 64 inputs at a time: branch-free masks (vectorised), then the set bits in order
-      uint64_t neg_words_any = 0;
-      std::vector<uint64_t> neg_masks;
+      // 64 inputs at a time: branch-free masks, then the set bits in order; the -1 inputs
+      // (rare: signed spikes) are appended after the row's +1 inputs
+      std::vector<int32_t> neg;
       for (int64_t i0 = 0; i0 < in; i0 += 64) {
         const int64_t n = std::min<int64_t>(64, in - i0);
         uint64_t mp = 0, mn = 0;
@@ -237,26 +237,11 @@ std::tuple<torch::Tensor, bool> event_linear_fwd(torch::Tensor spikes, torch::Te
           bad |= static_cast<uint32_t>(v != 0.0f && v != 1.0f && v != -1.0f);
         }
         if (bad) return -1;
-        while (mp) {
-          list.push_back(static_cast<int32_t>(i0 + __builtin_ctzll(mp)));
-          mp &= mp - 1;
-        }
-        if (mn) {
-          if (!neg_words_any) neg_masks.assign(static_cast<size_t>((in + 63) / 64), 0);
-          neg_words_any = 1;
-          neg_masks[static_cast<size_t>(i0 / 64)] = mn;
-        }
+        for (; mp; mp &= mp - 1) list.push_back(static_cast<int32_t>(i0 + __builtin_ctzll(mp)));
+        for (; mn; mn &= mn - 1) neg.push_back(static_cast<int32_t>(i0 + __builtin_ctzll(mn)));
       }
-      int64_t count = 0;
-      if (neg_words_any) {
-        for (size_t w = 0; w < neg_masks.size(); ++w) {
-          for (uint64_t m = neg_masks[w]; m; m &= m - 1, ++count) {
-            list.push_back(static_cast<int32_t>(64 * static_cast<int64_t>(w) +
-                                                __builtin_ctzll(m)));
-          }
-        }
-      }
-      return count;
+      list.insert(list.end(), neg.begin(), neg.end());
+      return static_cast<int64_t>(neg.size());
     });
     if (!ok) return {torch::Tensor(), false};
     gather_rows(lists, r0, nr, wp, in, out, b, y);
