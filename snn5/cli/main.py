@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     _add_data_dir(p)
 
-    p = sub.add_parser("quickstart", help="SNN vs same-size ANN, trained and measured side by side")
+    p = sub.add_parser("quickstart", help="BPTT SNN, same-size ANN and STDP SNN, trained and measured "
+                       "side by side")
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

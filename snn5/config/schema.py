@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from snn5.data import DataConfig
 from snn5.metrics import ENERGY_MODELS
 from snn5.models import ModelSpec, SpikingMLPConfig
+from snn5.train.plasticity import PlasticityConfig
 from snn5.train.surrogate import TrainConfig
 
-Paradigm = Literal["surrogate", "ann"]
+Paradigm = Literal["surrogate", "ann", "plasticity"]
 
 
 class MeasureConfig(BaseModel):
@@ -38,7 +39,9 @@ class RunConfig(BaseModel):
     """A complete, reproducible description of a training run.
 
     ``paradigm: surrogate`` trains the model by BPTT with surrogate gradients; ``ann`` trains the
-    same-size ANN twin of the model (ReLU, one step), the reference for accuracy and energy.
+    same-size ANN twin of the model (ReLU, one step), the reference for accuracy and energy;
+    ``plasticity`` learns the hidden layers by a local rule (``plasticity:`` section) and fits
+    the class readout in closed form.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,4 +51,5 @@ class RunConfig(BaseModel):
     data: DataConfig = DataConfig()
     model: ModelSpec = SpikingMLPConfig()
     train: TrainConfig = TrainConfig()
+    plasticity: PlasticityConfig = PlasticityConfig()
     measure: MeasureConfig = MeasureConfig()

@@ -1,4 +1,5 @@
-"""L0 physics: neuron steps and scans, the spike function and its surrogates, resets, encoders.
+"""L0 physics: neuron steps and scans, the spike function and its surrogates, resets, encoders,
+and local plasticity rules as pure updates (``snn5.core.plasticity``).
 
 Pure functions of torch tensors: explicit NamedTuple state in, new state out; no I/O.
 """
@@ -9,6 +10,7 @@ from snn5.core.neurons import (
     alif_scan, alif_step, decay, if_scan, if_step, li_scan, li_step, lif_scan, lif_step,
     plif_raw, plif_scan, plif_step, plif_tau, reset_membrane,
 )
+from snn5.core import plasticity
 from snn5.core.options import Option, Reset
 from snn5.core.surrogate import (
     SURROGATES, ATan, FastSigmoid, Rectangle, Sigmoid, Surrogate, Triangle, spike,
@@ -19,6 +21,6 @@ __all__ = [
     "LIFState", "LIParams", "LIState", "Option", "PLIFParams", "Rectangle", "Reset", "SURROGATES",
     "Sigmoid", "Surrogate", "Triangle", "alif_scan", "alif_step", "decay", "encode_delta",
     "encode_direct", "encode_latency", "encode_poisson", "if_scan", "if_step", "li_scan",
-    "li_step", "lif_scan", "lif_step", "plif_raw", "plif_scan", "plif_step", "plif_tau",
+    "li_step", "lif_scan", "lif_step", "plasticity", "plif_raw", "plif_scan", "plif_step", "plif_tau",
     "reset_membrane", "spike",
 ]

@@ -24,17 +24,20 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def training_curves(history: Sequence[dict[str, float]], path: Path) -> Path:
-    """Loss and accuracy per epoch (train and validation)."""
+    """Loss (when the paradigm has one) and accuracy per epoch (train and validation)."""
     epochs = [h["epoch"] + 1 for h in history]
-    fig = Figure(figsize=(9, 3.4))
-    ax1, ax2 = fig.subplots(1, 2)
-    ax1.plot(epochs, [h["train_loss"] for h in history], label="train")
-    ax1.plot(epochs, [h["val_loss"] for h in history], label="validation")
-    ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax2.plot(epochs, [h["train_accuracy"] for h in history], label="train")
-    ax2.plot(epochs, [h["val_accuracy"] for h in history], label="validation")
-    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (ax1, ax2):
+    has_loss = all("train_loss" in h for h in history)
+    fig = Figure(figsize=(9 if has_loss else 4.8, 3.4))
+    axes = fig.subplots(1, 2 if has_loss else 1, squeeze=False)[0]
+    if has_loss:
+        axes[0].plot(epochs, [h["train_loss"] for h in history], label="train")
+        axes[0].plot(epochs, [h["val_loss"] for h in history], label="validation")
+        axes[0].set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    acc = axes[-1]
+    acc.plot(epochs, [h["train_accuracy"] for h in history], label="train")
+    acc.plot(epochs, [h["val_accuracy"] for h in history], label="validation")
+    acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, path)

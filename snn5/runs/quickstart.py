@@ -1,5 +1,6 @@
-"""The quickstart: one surrogate-gradient SNN and its same-size ANN, trained and measured side by
-side on bundled data, with a table, summary.json, report.md and plots."""
+"""The quickstart: a surrogate-gradient SNN, its same-size ANN and a plasticity-trained SNN,
+trained and measured side by side on bundled data, with a table, summary.json, report.md and
+plots."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from snn5.runs.run import METRICS, train_run, write_json
 
 log = logging.getLogger(__name__)
 
-PARADIGMS = ("surrogate", "ann")
+PARADIGMS = ("surrogate", "ann", "plasticity")
 
 QUICKSTART = {
     # digits (8x8): a small conv SNN, 4 steps; about 10-20 s per paradigm on 2 CPU cores.
@@ -42,15 +43,55 @@ QUICKSTART = {
 }
 
 
+# The plasticity row: an MLP whose hidden layer learns by STDP (potentiation-dominated, as the
+# rule of Diehl & Cook's code: depression 1/100 of potentiation) with synaptic normalisation,
+# competition and homeostasis, on Poisson spikes; the class readout is fitted by ridge
+# regression. About 5 s on digits.
+QUICKSTART_PLASTICITY = {
+    "digits": {
+        "model": {"name": "spiking_mlp", "hidden": [100], "timesteps": 16, "encoding": "poisson",
+                  "readout": "mean_membrane", "neuron": {"kind": "lif", "tau_mem": 2e-3,
+                                                         "dt": 1e-3}},
+        "plasticity": {"epochs": 3, "batch_size": 16,
+                       "rule": {"name": "stdp", "a_plus": 0.005, "a_minus": 5e-5},
+                       "normalize": 4.0, "homeostasis_target": 0.1, "winners": 3},
+    },
+    "mnist": {
+        "model": {"name": "spiking_mlp", "hidden": [400], "timesteps": 16, "encoding": "poisson",
+                  "readout": "mean_membrane", "neuron": {"kind": "lif", "tau_mem": 2e-3,
+                                                         "dt": 1e-3}},
+        "plasticity": {"epochs": 1, "batch_size": 32,
+                       "rule": {"name": "stdp", "a_plus": 0.005, "a_minus": 5e-5},
+                       "normalize": 10.0, "homeostasis_target": 0.1, "winners": 3},
+    },
+}
+# --set overrides that the plasticity row takes (the others concern the BPTT model and training)
+_SHARED_PREFIXES = ("seed", "data.", "measure.", "plasticity.")
+
+
 def quickstart_config(dataset: str = "digits", *, data_dir: str | None = None,
-                      overrides: list[str] = ()) -> RunConfig:
-    """The quickstart's surrogate-gradient run config for ``dataset``."""
+                      overrides: list[str] = (), paradigm: str = "surrogate") -> RunConfig:
+    """The quickstart's run config for ``dataset`` and ``paradigm``.
+
+    ``surrogate`` and ``ann`` share one config (the ANN is the SNN's same-size twin);
+    ``plasticity`` has its own model, and takes only the ``seed``, ``data.*``, ``measure.*`` and
+    ``plasticity.*`` overrides.
+    """
     if dataset not in QUICKSTART:
         raise ValueError(f"the quickstart runs on {' or '.join(QUICKSTART)}, not '{dataset}'")
-    base = {**QUICKSTART[dataset], "seed": 0}
+    if paradigm not in PARADIGMS:
+        raise ValueError(f"the quickstart's paradigms are {', '.join(PARADIGMS)}, not '{paradigm}'")
+    overrides = list(overrides)
+    if paradigm == "plasticity":
+        base = {**QUICKSTART[dataset], **QUICKSTART_PLASTICITY[dataset]}
+        base.pop("train", None)
+        overrides = [o for o in overrides if o.startswith(_SHARED_PREFIXES)]
+    else:
+        base = dict(QUICKSTART[dataset])
+    base.update({"seed": 0, "paradigm": paradigm})
     if data_dir is not None:
         base["data"] = {**base["data"], "data_dir": str(data_dir)}
-    return config_from_dict(base, list(overrides), source=f"quickstart ({dataset})")
+    return config_from_dict(base, overrides, source=f"quickstart ({dataset}, {paradigm})")
 
 
 def quickstart(out: str | os.PathLike = "runs/quickstart", *, dataset: str = "digits",
@@ -63,7 +104,8 @@ def quickstart(out: str | os.PathLike = "runs/quickstart", *, dataset: str = "di
         MACs, energy, train seconds) and provenance.
     """
     out = Path(out)
-    cfg = quickstart_config(dataset, data_dir=data_dir, overrides=overrides)
+    cfgs = {p: quickstart_config(dataset, data_dir=data_dir, overrides=overrides, paradigm=p)
+            for p in PARADIGMS}                    # all validated before anything runs
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out} is not empty; pass --overwrite to replace the previous "
@@ -78,14 +120,13 @@ def quickstart(out: str | os.PathLike = "runs/quickstart", *, dataset: str = "di
     rows, runs = [], {}
     for paradigm in PARADIGMS:
         log.info("quickstart: training the %s model", paradigm)
-        run_cfg = cfg.model_copy(update={"paradigm": paradigm})
-        metrics = train_run(run_cfg, out / paradigm, progress=progress)
+        metrics = train_run(cfgs[paradigm], out / paradigm, progress=progress)
         rows.append(summary_row(metrics))
         runs[paradigm] = str(Path(paradigm) / METRICS)
     last = metrics
     summary = {
         "dataset": last["dataset"]["name"], "description": last["dataset"]["description"],
-        "seed": cfg.seed, "rows": rows, "runs": runs,
+        "seed": cfgs["surrogate"].seed, "rows": rows, "runs": runs,
         "energy_model": last["energy_model"]["name"],
         "device": last["device"], "snn5_version": last["snn5_version"],
         "git_commit": last["git_commit"], "torch_version": last["torch_version"],

@@ -31,7 +31,8 @@ def summary_row(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-TABLE_COLUMNS = [("paradigm", "paradigm", "s"), ("test_accuracy", "test acc", ".2%"),
+TABLE_COLUMNS = [("paradigm", "paradigm", "s"), ("model", "model", "s"),
+                 ("test_accuracy", "test acc", ".2%"),
                  ("timesteps", "T", "d"), ("firing_rate", "rate", ".3f"),
                  ("synops_per_sample", "SynOps/sample", ".3g"),
                  ("macs_per_sample", "MACs/sample", ".3g"),

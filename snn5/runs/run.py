@@ -30,6 +30,7 @@ from snn5.runs.provenance import provenance
 from snn5.runs.report import write_run_report
 from snn5.train.checkpoint import load_checkpoint, unprefixed
 from snn5.train.device import resolve_device
+from snn5.train.plasticity import fit_plasticity
 from snn5.train.surrogate import BEST, LAST, Trainer
 
 log = logging.getLogger(__name__)
@@ -95,22 +96,39 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
     _prepare_out(cfg, out, resume)
     data = load_dataset(cfg.data)                 # fail on data/model problems before writing
     model, ann = build_run_models(cfg, data)
+    if cfg.paradigm == "plasticity" and resume:
+        raise ValueError("plasticity runs do not resume yet (an epoch is one pass of local "
+                         "updates plus a closed-form readout fit); start the run again with "
+                         "another --out")
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / CONFIG)
-    trainer = Trainer(model, cfg.train, BatchLoader(data.train, cfg.train.batch_size,
-                                                    shuffle=True, seed=cfg.seed),
-                      BatchLoader(data.val, cfg.train.eval_batch_size, shuffle=False),
-                      checkpoint_dir=out / "checkpoints", seed=cfg.seed, callbacks=callbacks,
-                      progress=progress)
-    started = provenance(trainer.device)          # the code and machine this process runs on
-    fit = trainer.fit(resume=resume)
+    if cfg.paradigm == "plasticity":
+        pc = cfg.plasticity
+        device = resolve_device(pc.device)
+        started = provenance(device)              # the code and machine this process runs on
+        fit = fit_plasticity(model, pc, BatchLoader(data.train, pc.batch_size, shuffle=True,
+                                                    seed=cfg.seed),
+                             BatchLoader(data.val, pc.eval_batch_size, shuffle=False),
+                             num_classes=data.num_classes, checkpoint_dir=out / "checkpoints",
+                             seed=cfg.seed, progress=progress)
+        epochs = pc.epochs
+    else:
+        trainer = Trainer(model, cfg.train, BatchLoader(data.train, cfg.train.batch_size,
+                                                        shuffle=True, seed=cfg.seed),
+                          BatchLoader(data.val, cfg.train.eval_batch_size, shuffle=False),
+                          checkpoint_dir=out / "checkpoints", seed=cfg.seed, callbacks=callbacks,
+                          progress=progress)
+        device = trainer.device
+        started = provenance(device)              # the code and machine this process runs on
+        fit = trainer.fit(resume=resume)
+        epochs = cfg.train.epochs
     load_weights(model, out / "checkpoints" / BEST)
     metrics = {
         "paradigm": cfg.paradigm, "model": cfg.model.name, "seed": cfg.seed,
-        **measure_run(cfg, model, ann, data, trainer.device),
+        **measure_run(cfg, model, ann, data, device),
         "val_accuracy": fit.best_val_accuracy, "best_epoch": fit.best_epoch,
-        "epochs": cfg.train.epochs, "steps": fit.steps, "train_seconds": fit.train_seconds,
-        **started, "finished_at": provenance(trainer.device)["finished_at"],
+        "epochs": epochs, "steps": fit.steps, "train_seconds": fit.train_seconds,
+        **started, "finished_at": provenance(device)["finished_at"],
         "history": fit.history,
     }
     write_outputs(out, cfg, model, data, metrics)

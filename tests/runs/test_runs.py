@@ -87,10 +87,11 @@ def test_two_runs_with_one_seed_give_identical_metrics(run, tmp_path):
 
 
 def test_quickstart_short_writes_the_summary(tmp_path):
-    summary = quickstart(tmp_path / "qs", overrides=["train.epochs=1", "data.train_subset=100"],
-                         progress=False)
+    summary = quickstart(tmp_path / "qs", overrides=["train.epochs=1", "data.train_subset=100",
+                                                     "plasticity.epochs=1"], progress=False)
     rows = {r["paradigm"]: r for r in summary["rows"]}
-    assert set(rows) == {"surrogate", "ann"}
+    assert set(rows) == {"surrogate", "ann", "plasticity"}
+    assert rows["plasticity"]["model"] == "spiking_mlp" and rows["plasticity"]["synops_per_sample"] > 0
     for row in rows.values():
         for key in ("test_accuracy", "timesteps", "firing_rate", "macs_per_sample",
                     "energy_j_per_sample", "train_seconds"):
@@ -109,6 +110,8 @@ def test_quickstart_reaches_95_percent_on_digits(tmp_path):
     summary = quickstart(tmp_path / "qs", progress=False)
     snn = next(r for r in summary["rows"] if r["paradigm"] == "surrogate")
     assert snn["test_accuracy"] >= 0.95
+    stdp = next(r for r in summary["rows"] if r["paradigm"] == "plasticity")
+    assert stdp["test_accuracy"] >= 0.85
     assert quickstart_config().train.epochs == 30
 
 
