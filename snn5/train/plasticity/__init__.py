@@ -1,10 +1,14 @@
 """Plasticity learners: local rules (STDP, triplet, reward-modulated STDP, BCM, Hebbian, BCPNN)
-attached to the layers of an snn5 model, writing ``-dw`` into ``.grad``; weight constraints."""
+attached to the layers of an snn5 model, writing ``-dw`` into ``.grad``; weight constraints; the
+``paradigm: plasticity`` fit; a decision layer trained by reward alone (R-STDP)."""
 
 from snn5.train.plasticity.config import PlasticityConfig
 from snn5.train.plasticity.fit import PlasticityFit, fit_plasticity, hidden_layers, ridge_fit
 from snn5.train.plasticity.learner import (
     Constraint, Dale, Homeostasis, Normalize, PlasticityLearner, Synapse, WeightBounds,
+)
+from snn5.train.plasticity.rstdp import (
+    RSTDPConfig, RSTDPReadout, latency_times, rstdp_accuracy, train_rstdp,
 )
 from snn5.train.plasticity.rules import (
     BCM, BCPNN, RULES, STDP, HebbianDecay, RewardSTDP, Rule, TripletSTDP, build_rule,
@@ -12,6 +16,7 @@ from snn5.train.plasticity.rules import (
 
 __all__ = [
     "BCM", "BCPNN", "Constraint", "Dale", "HebbianDecay", "Homeostasis", "Normalize",
-    "PlasticityConfig", "PlasticityFit", "PlasticityLearner", "RULES", "RewardSTDP", "Rule", "STDP", "Synapse", "TripletSTDP",
-    "WeightBounds", "build_rule", "fit_plasticity", "hidden_layers", "ridge_fit",
+    "PlasticityConfig", "PlasticityFit", "PlasticityLearner", "RSTDPConfig", "RSTDPReadout", "RULES", "RewardSTDP", "Rule", "STDP", "Synapse", "TripletSTDP",
+    "WeightBounds", "build_rule", "fit_plasticity", "hidden_layers", "latency_times", "ridge_fit",
+    "rstdp_accuracy", "train_rstdp",
 ]
