@@ -96,10 +96,6 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
     _prepare_out(cfg, out, resume)
     data = load_dataset(cfg.data)                 # fail on data/model problems before writing
     model, ann = build_run_models(cfg, data)
-    if cfg.paradigm == "plasticity" and resume:
-        raise ValueError("plasticity runs do not resume yet (an epoch is one pass of local "
-                         "updates plus a closed-form readout fit); start the run again with "
-                         "another --out")
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / CONFIG)
     if cfg.paradigm == "plasticity":
@@ -110,7 +106,7 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
                                                     seed=cfg.seed),
                              BatchLoader(data.val, pc.eval_batch_size, shuffle=False),
                              num_classes=data.num_classes, checkpoint_dir=out / "checkpoints",
-                             seed=cfg.seed, progress=progress)
+                             seed=cfg.seed, progress=progress, resume=resume)
         epochs = pc.epochs
     else:
         trainer = Trainer(model, cfg.train, BatchLoader(data.train, cfg.train.batch_size,

@@ -95,3 +95,30 @@ def test_bad_plasticity_configs_name_the_problem(change, message):
     bad = {**PLASTIC, "plasticity": {**PLASTIC["plasticity"], **change}}
     with pytest.raises(ConfigError, match=message):
         config_from_dict(bad)
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    import snn5.train.plasticity.fit as fit_module
+
+    cfg = config_from_dict({**PLASTIC, "plasticity": {**PLASTIC["plasticity"], "epochs": 2}})
+    whole = train_run(cfg, tmp_path / "whole", progress=False)
+
+    real, calls = fit_module.ridge_fit, []
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "ridge_fit", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, tmp_path / "killed", progress=False)
+    monkeypatch.setattr(fit_module, "ridge_fit", real)
+    resumed = train_run(cfg, tmp_path / "killed", resume=True, progress=False)
+    for key in ("test_accuracy", "val_accuracy", "best_epoch", "steps"):
+        assert resumed[key] == whole[key], key
+    from snn5.train.checkpoint import load_checkpoint
+    a, _ = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.safetensors")
+    b, _ = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -212,6 +212,9 @@ def test_clear_errors():
         build_rule({"name": "stdp", "A_plus": 0.1})
     assert build_rule({"name": "stdp", "a_plus": 0.1, "trace": "nearest"}) == STDP(
         a_plus=0.1, trace=P.TraceMode.NEAREST)
+    assert build_rule({"name": "stdp", "a_plus": "5e-4"}).a_plus == 5e-4   # YAML 1.1 / --set
+    with pytest.raises(ValueError, match="'a_plus' must be a number"):
+        build_rule({"name": "stdp", "a_plus": "lots"})
 
 
 def test_winners_only_let_the_most_active_neurons_learn():

@@ -22,7 +22,9 @@ from torch import Tensor, nn
 
 from snn5.data import BatchLoader
 from snn5.nn.neurons import NeuronBase
-from snn5.train.checkpoint import save_checkpoint
+from snn5.train.checkpoint import (
+    load_checkpoint, rng_state, save_checkpoint, set_rng_state, unprefixed,
+)
 from snn5.train.device import resolve_device
 from snn5.train.plasticity.config import PlasticityConfig
 from snn5.train.plasticity.learner import (
@@ -144,7 +146,7 @@ def ridge_fit(f: Tensor, y: Tensor, num_classes: int, *, alpha: float, gain: Ten
 def fit_plasticity(model: nn.Module, cfg: PlasticityConfig, train: BatchLoader,
                    val: Iterable[tuple[Tensor, Tensor]], *, num_classes: int,
                    checkpoint_dir: str | Path | None = None, seed: int = 0,
-                   progress: bool | None = None) -> PlasticityFit:
+                   progress: bool | None = None, resume: bool = False) -> PlasticityFit:
     """Learn the hidden layers with ``cfg.rule``, fit the readout, keep the best epoch.
 
     Args:
@@ -155,6 +157,9 @@ def fit_plasticity(model: nn.Module, cfg: PlasticityConfig, train: BatchLoader,
         num_classes: C.
         checkpoint_dir: ``last``/``best`` checkpoints (``model.*`` tensors) go here.
         seed: seeds the global RNG (Poisson input) at the start.
+        resume: continue after the last finished epoch in ``checkpoint_dir/last.safetensors``
+            (weights, rule memories, RNG state, history), reaching the same result as an
+            uninterrupted run.
     """
     from tqdm.auto import tqdm
 
@@ -184,8 +189,18 @@ def fit_plasticity(model: nn.Module, cfg: PlasticityConfig, train: BatchLoader,
     opt = torch.optim.SGD(learner.parameters(), lr=cfg.lr)
     head = output_layer(model)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    history, best_acc, best_epoch, steps, seconds = [], -1.0, -1, 0, 0.0
-    for epoch in range(cfg.epochs):
+    history, best_acc, best_epoch, steps, seconds, first = [], -1.0, -1, 0, 0.0, 0
+    if resume:
+        if ckpt is None or not (ckpt / LAST).is_file():
+            raise FileNotFoundError(f"nothing to resume: no {LAST} in {ckpt}; start the run "
+                                    "without --resume")
+        tensors, meta = load_checkpoint(ckpt / LAST, device=device)
+        model.load_state_dict(unprefixed("model", tensors))
+        learner.load_state_dict(unprefixed("learner", tensors))
+        set_rng_state(unprefixed("rng", tensors))
+        history, steps, seconds = meta["history"], meta["steps"], meta["train_seconds"]
+        best_acc, best_epoch, first = meta["best_val_accuracy"], meta["best_epoch"], meta["epoch"]
+    for epoch in range(first, cfg.epochs):
         start = time.perf_counter()
         for x, _ in tqdm(train.batches(epoch), total=len(train), desc=f"epoch {epoch + 1}",
                          disable=None if progress is None else not progress, leave=False):
@@ -205,22 +220,28 @@ def fit_plasticity(model: nn.Module, cfg: PlasticityConfig, train: BatchLoader,
             head.bias.copy_(b.to(device))
         seconds += time.perf_counter() - start
         train_acc = _accuracy(model, [(f, y)], features=(W, b, gain))
-        val_acc = _accuracy(model, val, device=device)
+        with torch.random.fork_rng(devices=[]):          # validation: repeatable, and it does
+            torch.manual_seed(seed)                       # not disturb the training stream
+            val_acc = _accuracy(model, val, device=device)
         rates = {n: float(s.post.mean()) for n, s in zip(names, learner.synapses)
                  if s.post is not None}
         history.append({"epoch": epoch, "train_accuracy": train_acc,
                         "val_accuracy": val_acc, "seconds": seconds,
                         **{f"rate/{n}": r for n, r in rates.items()}})
         log.info("epoch %d: train %.4f val %.4f (%.1f s)", epoch + 1, train_acc, val_acc, seconds)
+        improved = val_acc > best_acc
+        if improved:
+            best_acc, best_epoch = val_acc, epoch
         if ckpt is not None:
             tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
             tensors.update({f"learner.{k}": v for k, v in learner.state_dict().items()})
-            meta = {"epoch": epoch + 1, "steps": steps, "val_accuracy": val_acc}
-            save_checkpoint(ckpt / LAST, tensors, meta)
-            if val_acc > best_acc:
+            tensors.update({f"rng.{k}": v for k, v in rng_state().items()})
+            meta = {"epoch": epoch + 1, "steps": steps, "val_accuracy": val_acc,
+                    "train_seconds": seconds, "best_val_accuracy": best_acc,
+                    "best_epoch": best_epoch, "history": history}
+            if improved:
                 save_checkpoint(ckpt / BEST, tensors, meta)
-        if val_acc > best_acc:
-            best_acc, best_epoch = val_acc, epoch + 1
+            save_checkpoint(ckpt / LAST, tensors, meta)
     return PlasticityFit(history, best_epoch, best_acc, seconds, steps)
 
 

@@ -226,4 +226,10 @@ def build_rule(spec: dict) -> Rule:
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(unknown)} for rule '{spec['name']}'; "
                          f"valid: {', '.join(sorted(valid))}")
+    for key, value in kwargs.items():               # "5e-4" from YAML or --set is a number
+        if cls.__dataclass_fields__[key].type == "float" and isinstance(value, str):
+            try:
+                kwargs[key] = float(value)
+            except ValueError:
+                raise ValueError(f"rule field '{key}' must be a number, got {value!r}") from None
     return cls(**kwargs)
