@@ -113,6 +113,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from snn5.models import MODELS
     from snn5.nn import NEURONS
     from snn5.runs.provenance import cpu_name, git_commit
+    from snn5.train.plasticity import RULES
 
     cuda = (f"yes: {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
             if torch.cuda.is_available() else "no")
@@ -129,6 +130,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("neurons", ", ".join(NEURONS.names())),
         ("surrogates", ", ".join(SURROGATES.names())),
         ("models", ", ".join(MODELS.names())),
+        ("plasticity rules", ", ".join(RULES.names())),
         ("datasets", ", ".join(DATASETS.names())),
         ("energy models", ", ".join(ENERGY_MODELS.names())),
     ]

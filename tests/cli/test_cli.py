@@ -25,7 +25,7 @@ def test_info_lists_versions_and_components(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     for key in ("snn5", "torch", "threads", "cuda", "kernels (cpu)", "lif", "atan", "conv_snn",
-                "digits", "45nm"):
+                "digits", "45nm", "plasticity rules", "triplet"):
         assert key in out
 
 
