@@ -1,5 +1,6 @@
 """L0 physics: neuron steps and scans, the spike function and its surrogates, resets, encoders,
-and local plasticity rules as pure updates (``snn5.core.plasticity``).
+local plasticity rules as pure updates (``snn5.core.plasticity``) and the spiking E/I reservoir of
+a liquid state machine (``snn5.core.reservoir``).
 
 Pure functions of torch tensors: explicit NamedTuple state in, new state out; no I/O.
 """
@@ -10,7 +11,7 @@ from snn5.core.neurons import (
     alif_scan, alif_step, decay, if_scan, if_step, li_scan, li_step, lif_scan, lif_step,
     plif_raw, plif_scan, plif_step, plif_tau, reset_membrane,
 )
-from snn5.core import plasticity
+from snn5.core import plasticity, reservoir
 from snn5.core.options import Option, Reset
 from snn5.core.surrogate import (
     SURROGATES, ATan, FastSigmoid, Rectangle, Sigmoid, Surrogate, Triangle, spike,
@@ -22,5 +23,5 @@ __all__ = [
     "Sigmoid", "Surrogate", "Triangle", "alif_scan", "alif_step", "decay", "encode_delta",
     "encode_direct", "encode_latency", "encode_poisson", "if_scan", "if_step", "li_scan",
     "li_step", "lif_scan", "lif_step", "plasticity", "plif_raw", "plif_scan", "plif_step", "plif_tau",
-    "reset_membrane", "spike",
+    "reservoir", "reset_membrane", "spike",
 ]

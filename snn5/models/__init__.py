@@ -6,13 +6,15 @@ from snn5.models.classifier import SpikingClassifier
 from snn5.models.common import ClassifierConfig
 from snn5.models.convnet import ConvSNNConfig, build_conv_snn
 from snn5.models.mlp import SpikingMLPConfig, build_spiking_mlp
+from snn5.models.reservoir import LiquidStateMachine, ReservoirConfig
 from snn5.models.registry import (
     MODELS, ModelEntry, ModelSpec, build_model, parse_model_config, register_model,
 )
 from snn5.models.spec import NeuronSpec, SurrogateSpec, parse_surrogate
 
 __all__ = [
-    "ClassifierConfig", "ConvSNNConfig", "MODELS", "ModelEntry", "ModelSpec", "NeuronSpec",
-    "SpikingClassifier", "SpikingMLPConfig", "SurrogateSpec", "build_conv_snn", "build_model",
-    "build_spiking_mlp", "parse_model_config", "parse_surrogate", "register_model",
+    "ClassifierConfig", "ConvSNNConfig", "LiquidStateMachine", "MODELS", "ModelEntry",
+    "ModelSpec", "NeuronSpec", "ReservoirConfig", "SpikingClassifier", "SpikingMLPConfig",
+    "SurrogateSpec", "build_conv_snn", "build_model", "build_spiking_mlp", "parse_model_config",
+    "parse_surrogate", "register_model",
 ]
