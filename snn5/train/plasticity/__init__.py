@@ -1,8 +1,13 @@
 """Plasticity learners: local rules (STDP, triplet, reward-modulated STDP, BCM, Hebbian, BCPNN)
 attached to the layers of an snn5 model, writing ``-dw`` into ``.grad``; weight constraints; the
-``paradigm: plasticity`` fit; a decision layer trained by reward alone (R-STDP)."""
+``paradigm: plasticity`` fit; a decision layer trained by reward alone (R-STDP); e-prop for
+recurrent LIF/ALIF networks; the liquid-state-machine readout (``.reservoir``)."""
 
 from snn5.train.plasticity.config import PlasticityConfig
+from snn5.train.plasticity.eprop import (
+    EpropLearner, EpropResult, Feedback, RateRegularization, TaskLoss, rate_regularization,
+    sequence_loss, time_weights_for,
+)
 from snn5.train.plasticity.fit import PlasticityFit, fit_plasticity, hidden_layers, ridge_fit
 from snn5.train.plasticity.learner import (
     Constraint, Dale, Homeostasis, Normalize, PlasticityLearner, Synapse, WeightBounds,
@@ -15,8 +20,10 @@ from snn5.train.plasticity.rules import (
 )
 
 __all__ = [
-    "BCM", "BCPNN", "Constraint", "Dale", "HebbianDecay", "Homeostasis", "Normalize",
-    "PlasticityConfig", "PlasticityFit", "PlasticityLearner", "RSTDPConfig", "RSTDPReadout", "RULES", "RewardSTDP", "Rule", "STDP", "Synapse", "TripletSTDP",
+    "BCM", "BCPNN", "Constraint", "Dale", "EpropLearner", "EpropResult", "Feedback",
+    "HebbianDecay", "Homeostasis", "Normalize",
+    "PlasticityConfig", "PlasticityFit", "PlasticityLearner", "RSTDPConfig", "RSTDPReadout", "RULES",
+    "RateRegularization", "TaskLoss", "RewardSTDP", "Rule", "STDP", "Synapse", "TripletSTDP",
     "WeightBounds", "build_rule", "fit_plasticity", "hidden_layers", "latency_times", "ridge_fit",
-    "rstdp_accuracy", "train_rstdp",
+    "rate_regularization", "rstdp_accuracy", "sequence_loss", "time_weights_for", "train_rstdp",
 ]
