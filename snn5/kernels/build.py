@@ -20,7 +20,8 @@ import torch
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = [CSRC / "neurons_cpu.cpp", CSRC / "event_cpu.cpp", CSRC / "spikes_cpu.cpp"]
+SOURCES = [CSRC / "neurons_cpu.cpp", CSRC / "event_cpu.cpp", CSRC / "spikes_cpu.cpp",
+           CSRC / "diehl_cook_cpu.cpp"]
 # -ffp-contract=off: no fused multiply-add, so the rounding matches the reference op by op.
 CFLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-march=native", "-fopenmp"]
 LDFLAGS = ["-fopenmp"]
