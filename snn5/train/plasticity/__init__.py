@@ -12,6 +12,10 @@ from snn5.train.plasticity.fit import PlasticityFit, fit_plasticity, hidden_laye
 from snn5.train.plasticity.learner import (
     Constraint, Dale, Homeostasis, Normalize, PlasticityLearner, Synapse, WeightBounds,
 )
+from snn5.train.plasticity.reservoir import (
+    FeatureScaler, LinearReadout, ReadoutKind, ReservoirFit, ReservoirFitConfig, ShapingStats,
+    calibrate_input_gain, fit_readout, fit_reservoir, liquid_features, stdp_shape,
+)
 from snn5.train.plasticity.rstdp import (
     RSTDPConfig, RSTDPReadout, latency_times, rstdp_accuracy, train_rstdp,
 )
@@ -20,8 +24,10 @@ from snn5.train.plasticity.rules import (
 )
 
 __all__ = [
-    "BCM", "BCPNN", "Constraint", "Dale", "EpropLearner", "EpropResult", "Feedback",
-    "HebbianDecay", "Homeostasis", "Normalize",
+    "BCM", "BCPNN", "Constraint", "Dale", "EpropLearner", "EpropResult", "FeatureScaler",
+    "Feedback", "HebbianDecay", "LinearReadout", "ReadoutKind", "ReservoirFit",
+    "ReservoirFitConfig", "ShapingStats", "calibrate_input_gain", "fit_readout", "fit_reservoir",
+    "liquid_features", "stdp_shape", "Homeostasis", "Normalize",
     "PlasticityConfig", "PlasticityFit", "PlasticityLearner", "RSTDPConfig", "RSTDPReadout", "RULES",
     "RateRegularization", "TaskLoss", "RewardSTDP", "Rule", "STDP", "Synapse", "TripletSTDP",
     "WeightBounds", "build_rule", "fit_plasticity", "hidden_layers", "latency_times", "ridge_fit",
