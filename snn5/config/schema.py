@@ -14,10 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from snn5.data import DataConfig
 from snn5.metrics import ENERGY_MODELS
 from snn5.models import ModelSpec, SpikingMLPConfig
+from snn5.train.conversion.config import ConversionConfig
 from snn5.train.plasticity import PlasticityConfig
 from snn5.train.surrogate import TrainConfig
 
-Paradigm = Literal["surrogate", "ann", "plasticity"]
+Paradigm = Literal["surrogate", "ann", "plasticity", "conversion"]
 
 
 class MeasureConfig(BaseModel):
@@ -41,7 +42,8 @@ class RunConfig(BaseModel):
     ``paradigm: surrogate`` trains the model by BPTT with surrogate gradients; ``ann`` trains the
     same-size ANN twin of the model (ReLU, one step), the reference for accuracy and energy;
     ``plasticity`` learns the hidden layers by a local rule (``plasticity:`` section) and fits
-    the class readout in closed form.
+    the class readout in closed form; ``conversion`` trains the ANN of the ``conversion:``
+    section with the ``train:`` settings and converts it to an SNN.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,4 +54,5 @@ class RunConfig(BaseModel):
     model: ModelSpec = SpikingMLPConfig()
     train: TrainConfig = TrainConfig()
     plasticity: PlasticityConfig = PlasticityConfig()
+    conversion: ConversionConfig = ConversionConfig()
     measure: MeasureConfig = MeasureConfig()

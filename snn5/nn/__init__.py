@@ -1,5 +1,7 @@
-"""L2 modules: neurons (sequence + Cell twins), time-distributed layers, readouts, encoders."""
+"""L2 modules: neurons (sequence + Cell twins), time-distributed layers, readouts, encoders,
+and the pieces of ANN-to-SNN conversion (QCFS, converted neurons, ternary and add-only layers)."""
 
+from snn5.nn.conversion import QCFS, ConvertedNeuron, RepeatTime
 from snn5.nn.event import EventLinear
 from snn5.nn.encoders import DirectEncoder, Encoding, LatencyEncoder, PoissonEncoder, build_encoder
 from snn5.nn.layers import Sequential, TimeDistributed, is_stateful
@@ -11,8 +13,13 @@ from snn5.nn.neurons import (
 from snn5.nn.readout import (
     MembraneReadout, Readout, SpikeCount, TimeMean, build_readout, readout_is_spiking,
 )
+from snn5.nn.ternary import (
+    AddOnlyConv2d, AddOnlyLinear, InputNoise, OpCounts, TernaryConv2d, TernaryLinear,
+)
 
 __all__ = [
+    "QCFS", "AddOnlyConv2d", "AddOnlyLinear", "ConvertedNeuron", "InputNoise", "OpCounts",
+    "RepeatTime", "TernaryConv2d", "TernaryLinear",
     "ALIF", "ALIFCell", "DirectEncoder", "Encoding", "EventLinear", "IF", "IFCell", "LI", "LICell", "LIF",
     "LIFCell", "LatencyEncoder", "MembraneReadout", "NEURONS", "Neuron", "NeuronBase",
     "NeuronCell", "PLIF", "PLIFCell", "PoissonEncoder", "Readout", "Sequential", "SpikeCount",

@@ -94,3 +94,34 @@ def comparison(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     for ax in (ax1, ax2):
         ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def accuracy_vs_timesteps(acc: dict[int, float], ann_accuracy: float, path: Path, *,
+                          title: str = "") -> Path:
+    """SNN accuracy per number of timesteps (log axis), the ANN's as a line."""
+    fig = Figure(figsize=(5, 3.4))
+    ax = fig.subplots()
+    steps = sorted(acc)
+    ax.plot(steps, [100 * acc[t] for t in steps], "o-", color="tab:blue", label="SNN")
+    ax.axhline(100 * ann_accuracy, color="tab:gray", ls="--", label="ANN")
+    if len(steps) > 1:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(steps, [str(t) for t in steps])
+    ax.set(xlabel="timesteps T", ylabel="test accuracy (%)", title=title or "accuracy vs T")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def accuracy_vs_noise(curves: dict[str, dict[str, float]], path: Path) -> Path:
+    """Accuracy per input-noise fraction, one line per model."""
+    fig = Figure(figsize=(5, 3.4))
+    ax = fig.subplots()
+    for label, acc in curves.items():
+        xs = sorted(acc, key=float)
+        ax.plot([100 * float(k) for k in xs], [100 * acc[k] for k in xs], "o-", label=label)
+    ax.set(xlabel="input noise (% of pixels replaced)", ylabel="test accuracy (%)",
+           title="accuracy vs input noise")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)

@@ -93,6 +93,11 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
         The contents of ``metrics.json``.
     """
     out = Path(out)
+    if cfg.paradigm == "conversion":
+        if resume:
+            raise ValueError("a conversion run does not resume; start it again with a new --out")
+        from snn5.runs.convert import convert_run
+        return convert_run(cfg, out, progress=progress)
     _prepare_out(cfg, out, resume)
     data = load_dataset(cfg.data)                 # fail on data/model problems before writing
     model, ann = build_run_models(cfg, data)
