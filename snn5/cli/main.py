@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in --out from its last checkpoint")
     _add_data_dir(p)
 
+    p = sub.add_parser("convert", help="train (or load) an ANN and convert it to an SNN")
+    p.add_argument("config", help="YAML run config with a conversion: section (see configs/)")
+    p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, e.g. --set conversion.method=qcfs (repeatable)")
+    _add_data_dir(p)
+
     p = sub.add_parser("evaluate", help="re-measure a finished run on its test split")
     p.add_argument("run_dir", help="a run folder written by `snn5 train`")
     p.add_argument("--device", default="auto")
@@ -75,6 +82,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"test accuracy {m['test_accuracy']:.2%} (val {m['val_accuracy']:.2%}, best epoch "
           f"{m['best_epoch'] + 1}); firing rate {m['firing_rate']['mean']}; "
           f"energy {m['energy_j_per_sample']:.3g} J/sample; run folder {args.out}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from snn5.config import load_config
+    from snn5.runs.convert import convert_run
+
+    overrides = ["paradigm=conversion", *args.overrides]
+    if args.data_dir is not None:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    cfg = load_config(args.config, overrides)
+    m = convert_run(cfg, args.out)
+    by_t = ", ".join(f"T={t}: {a:.2%}" for t, a in m["snn_accuracy_by_timesteps"].items())
+    print(f"{m['method']}: ANN {m['ann_accuracy']:.2%}; SNN {by_t}; run folder {args.out}")
     return 0
 
 
@@ -149,7 +170,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "quickstart": cmd_quickstart,
+COMMANDS = {"train": cmd_train, "convert": cmd_convert, "evaluate": cmd_evaluate, "quickstart": cmd_quickstart,
             "info": cmd_info, "download": cmd_download}
 
 

@@ -144,6 +144,7 @@ def convert_run(cfg: RunConfig, out: str | os.PathLike, *, progress: bool | None
         per_t[T]["energy_ratio_vs_ann"] = (m["energy_j_per_sample"] / m["ann_energy_j_per_sample"]
                                            if m["ann_energy_j_per_sample"] else None)
     snn.timesteps = cc.target
+    target_t = per_t.get(cc.target) or per_t[steps[-1]]
     metrics: dict[str, Any] = {
         "paradigm": "conversion", "method": cc.method, "ann": cc.ann.name, "seed": cfg.seed,
         "dataset": {"name": data.name, "checksum": data.checksum, "description": data.description,
@@ -156,6 +157,17 @@ def convert_run(cfg: RunConfig, out: str | os.PathLike, *, progress: bool | None
         snn_accuracy(snn, data.test.x, data.test.y, cc.target),
         "per_timesteps": {str(t): v for t, v in per_t.items()},
         "measured_samples": len(sub),
+        # the quickstart table's fields, at the target T
+        "model": f"{cc.ann.name} ({cc.method})", "timesteps": cc.target,
+        "val_accuracy": ann_info.get("ann_val_accuracy"),
+        "firing_rate": {"mean": firing_rate(snn, sub.x, cc.target)},
+        "synops_per_sample": target_t["synops_per_sample"],
+        "snn_macs_per_sample": target_t["snn_macs_per_sample"],
+        "ann_macs_per_sample": target_t["ann_macs_per_sample"],
+        "energy_j_per_sample": target_t["energy_j_per_sample"],
+        "ann_energy_j_per_sample": target_t["ann_energy_j_per_sample"],
+        "latency_ms_per_sample": target_t["latency_ms_per_sample"],
+        "train_seconds": ann_info["ann_train_seconds"],
         "calibration": calib,
         "neurons": {name: {"v_th": float(m.v_th.mean()), "leak": float(m.leak),
                            "v_init": float(m.v_init), "levels": m.levels}
@@ -171,6 +183,26 @@ def convert_run(cfg: RunConfig, out: str | os.PathLike, *, progress: bool | None
     write_json(out / METRICS, metrics)
     _plots_and_report(out, cfg, metrics)
     return metrics
+
+
+def firing_rate(snn: ConvertedSNN, x: torch.Tensor, timesteps: int) -> float:
+    """Spikes per neuron per step over all converted neurons (a multi-level neuron's spikes
+    counted by number)."""
+    spikes = steps = 0.0
+
+    def hook(m, args, out) -> None:
+        nonlocal spikes, steps
+        spikes += float(m.counts(args[0]).sum())
+        steps += args[0].numel()
+
+    handles = [m.register_forward_hook(hook) for m in snn.neurons().values()]
+    try:
+        with torch.inference_mode():
+            snn(x, timesteps)
+    finally:
+        for h in handles:
+            h.remove()
+    return spikes / steps if steps else 0.0
 
 
 def _logic_gated_metrics(cfg: RunConfig, snn: ConvertedSNN, ann: nn.Module, data: SplitData

@@ -1,5 +1,5 @@
-"""The quickstart: a surrogate-gradient SNN, its same-size ANN and a plasticity-trained SNN,
-trained and measured side by side on bundled data, with a table, summary.json, report.md and
+"""The quickstart: a surrogate-gradient SNN, its same-size ANN, a plasticity-trained SNN and an
+SNN converted from a QCFS ANN, trained and measured side by side on bundled data, with a table, summary.json, report.md and
 plots."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from snn5.runs.run import METRICS, train_run, write_json
 
 log = logging.getLogger(__name__)
 
-PARADIGMS = ("surrogate", "ann", "plasticity")
+PARADIGMS = ("surrogate", "ann", "plasticity", "conversion")
 
 QUICKSTART = {
     # digits (8x8): a small conv SNN, 4 steps; about 10-20 s per paradigm on 2 CPU cores.
@@ -65,8 +65,28 @@ QUICKSTART_PLASTICITY = {
                        "normalize": 10.0, "homeostasis_target": 0.1, "winners": 3},
     },
 }
+# The conversion row: a VGG-style CNN trained with QCFS activations (L = 4), converted to an
+# IF-neuron SNN run for T = 4 (accuracy for T = 1..8 in its metrics). About 10 s on digits.
+QUICKSTART_CONVERSION = {
+    "digits": {
+        "train": {"epochs": 20, "batch_size": 32,
+                  "optimizer": {"name": "adamw", "lr": 3e-3, "weight_decay": 0.01}},
+        "conversion": {"ann": {"name": "vgg", "activation": "qcfs", "levels": 4,
+                               "stages": [[16], [32]], "fc_hidden": [64]},
+                       "method": "qcfs", "timesteps": [1, 2, 4, 8], "target_timesteps": 4,
+                       "calibration": {"samples": 500, "bias_correction": True}},
+    },
+    "mnist": {
+        "train": {"epochs": 1, "batch_size": 64,
+                  "optimizer": {"name": "adamw", "lr": 2e-3, "weight_decay": 0.01}},
+        "conversion": {"ann": {"name": "vgg", "activation": "qcfs", "levels": 4,
+                               "stages": [[32], [64]], "fc_hidden": [128]},
+                       "method": "qcfs", "timesteps": [1, 2, 4, 8], "target_timesteps": 4},
+    },
+}
 # --set overrides that the plasticity row takes (the others concern the BPTT model and training)
 _SHARED_PREFIXES = ("seed", "data.", "measure.", "plasticity.")
+_CONVERSION_PREFIXES = ("seed", "data.", "measure.", "train.", "conversion.")
 
 
 def quickstart_config(dataset: str = "digits", *, data_dir: str | None = None,
@@ -86,6 +106,9 @@ def quickstart_config(dataset: str = "digits", *, data_dir: str | None = None,
         base = {**QUICKSTART[dataset], **QUICKSTART_PLASTICITY[dataset]}
         base.pop("train", None)
         overrides = [o for o in overrides if o.startswith(_SHARED_PREFIXES)]
+    elif paradigm == "conversion":
+        base = {"data": QUICKSTART[dataset]["data"], **QUICKSTART_CONVERSION[dataset]}
+        overrides = [o for o in overrides if o.startswith(_CONVERSION_PREFIXES)]
     else:
         base = dict(QUICKSTART[dataset])
     base.update({"seed": 0, "paradigm": paradigm})

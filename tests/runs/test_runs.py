@@ -90,7 +90,8 @@ def test_quickstart_short_writes_the_summary(tmp_path):
     summary = quickstart(tmp_path / "qs", overrides=["train.epochs=1", "data.train_subset=100",
                                                      "plasticity.epochs=1"], progress=False)
     rows = {r["paradigm"]: r for r in summary["rows"]}
-    assert set(rows) == {"surrogate", "ann", "plasticity"}
+    assert set(rows) == {"surrogate", "ann", "plasticity", "conversion"}
+    assert rows["conversion"]["timesteps"] == 4 and rows["conversion"]["synops_per_sample"] > 0
     assert rows["plasticity"]["model"] == "spiking_mlp" and rows["plasticity"]["synops_per_sample"] > 0
     for row in rows.values():
         for key in ("test_accuracy", "timesteps", "firing_rate", "macs_per_sample",
@@ -112,6 +113,8 @@ def test_quickstart_reaches_95_percent_on_digits(tmp_path):
     assert snn["test_accuracy"] >= 0.95
     stdp = next(r for r in summary["rows"] if r["paradigm"] == "plasticity")
     assert stdp["test_accuracy"] >= 0.85
+    converted = next(r for r in summary["rows"] if r["paradigm"] == "conversion")
+    assert converted["test_accuracy"] >= 0.9
     assert quickstart_config().train.epochs == 30
 
 
