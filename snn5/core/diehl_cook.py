@@ -15,8 +15,9 @@ Per time step of ``dt`` (Brian's schedule; forward Euler as in the reference cod
     ge   *= 1 - dt / tau_ge;  gi *= 1 - dt / tau_gi;  theta *= 1 - dt / tau_theta (learning)
     spike: v_e > theta - theta_offset + v_thresh_e,  v_i > v_thresh_i  (not refractory)
     ge_e += sum_i W_ji x_i(t - d_ji);  ge_i += w_ei z_e;  gi_e += w_ie (sum(z_i) - z_i)
-    STDP pre:  pre = 1 (at emission);  w -= nu_pre * post1 (when it arrives, d_ji later)
-    STDP post: w += nu_post * pre(d_ji earlier) * post2 (before this spike);  post1 = post2 = 1
+    STDP pre:  pre = 1 (at emission);  w = clip(w - nu_pre * post1) (when it arrives, d_ji later)
+    STDP post: w = clip(w + nu_post * pre(d_ji earlier) * post2 (before this spike)) for every
+               input;  post1 = post2 = 1          (clip: to [w_min, w_max] at each update)
     reset: v_e = v_reset_e, theta += theta_plus (learning); v_i = v_reset_i; v held at the
     reset value (no integration, no spike) for refrac_e / refrac_i after a spike.
 
@@ -24,6 +25,13 @@ Within a step every neuron integrates with the previous step's conductances, the
 then this step's spikes propagate (STDP pre pathway before post pathway), then neurons reset.
 The STDP traces are exact exponentials (nearest-spike: set to 1 on a spike). Without learning
 (labelling, testing) theta is fixed and STDP is off, as in the reference code's test mode.
+
+While learning, the weights change at every spike event, as in the reference (Brian 1's STDP):
+each update is clipped to ``[w_min, w_max]`` at once (a post spike clips the neuron's whole
+input column, an arrival its synapse), and the changed weights carry the input's later spikes.
+An input spike adds the weight it has when it is emitted (the delay line holds the value, as
+Brian 1's delayed connection does); a change while the spike is in flight applies from the
+input's next spike on. Learning presents one sample per call.
 
 Differences from the reference code (deliberate; also in ``docs/diehl_cook.md``):
 
@@ -38,10 +46,8 @@ Differences from the reference code (deliberate; also in ``docs/diehl_cook.md``)
 2. The 150 ms rest between samples is replaced by resetting v, ge, gi, the traces and the
    refractory state to rest; theta decays over the rest exactly (``exp(-t_rest / tau_theta)``,
    applied by the trainer). In the reference, v relaxes only part of the way (tau_e = 100 ms).
-3. STDP weight changes are accumulated over one presentation and applied at its end (then
-   clipped to [w_min, w_max]), so the weights are constant during a presentation. In the
-   reference each spike changes the weights at once and clips only the touched synapses. A
-   kernel variant with immediate updates reached the same accuracy within noise (docs page).
+3. The weights are float32 between presentations (the model's parameter) and float64 during
+   one (Brian 1: float64 throughout); they are rounded once at the end of a presentation.
 4. A sample whose presentation gives fewer than ``min_spikes`` excitatory spikes is presented
    again with the intensity raised by 1, starting from rest, at most ``max_retries`` times (the
    reference has no limit and continues from the state after the rest).
@@ -298,8 +304,7 @@ class DiehlCookState(NamedTuple):
     pre_hist: Tensor                   # [B, D, n_in] presynaptic trace at those steps
     post1: Tensor                      # [B, n_e] postsynaptic traces
     post2: Tensor                      # [B, n_e]
-    dw_plus: Tensor                    # [B, n_e, n_in] potentiation so far ([0] without learning)
-    dw_minus: Tensor                   # [B, n_e, n_in] depression so far ([0] without learning)
+    weight: Tensor                     # [B, n_e, n_in] working weights ([0] without learning)
     counts: Tensor                     # [B, n_e] int64, excitatory spikes so far
 
 
@@ -314,21 +319,25 @@ class DiehlCookResult(NamedTuple):
     """What one call presents: responses and, while learning, the plastic changes."""
 
     counts: Tensor                     # [B, n_e] int64 excitatory spikes of the kept presentation
-    dw: Tensor | None                  # [n_e, n_in] float32, STDP change summed over samples
-    dtheta: Tensor | None              # [n_e] float64, sum over samples of theta_end - theta
+    dw: Tensor | None                  # [n_e, n_in] float32, weight - the weights before (learning)
+    dtheta: Tensor | None              # [n_e] float64, theta at the end - theta (learning)
     attempts: Tensor                   # [B] int64, attempt number of the kept presentation
+    weight: Tensor | None = None       # [n_e, n_in] float32, the weights at the end (learning)
 
 
 def init_state(batch: int, theta: Tensor, n_in: int, p: DiehlCookParams, *, learn: bool,
-               v_offset: float = 0.0) -> DiehlCookState:
+               v_offset: float = 0.0, weight: Tensor | None = None) -> DiehlCookState:
     """Everything at rest (membranes at ``v_rest + v_offset``, nothing in flight),
-    ``theta: [n_e]`` per sample."""
+    ``theta: [n_e]`` per sample; with ``learn``, ``weight [n_e, n_in]`` starts the working
+    weights of every sample (float64)."""
     n_e = theta.shape[0]
+    if learn and (weight is None or weight.shape != (n_e, n_in)):
+        raise ValueError(f"learning needs the weights [n_e={n_e}, n_in={n_in}] to start from, got "
+                         f"{None if weight is None else tuple(weight.shape)}")
     slots = derive(p).delay_slots
     f64 = dict(dtype=torch.float64)
     zeros = torch.zeros(batch, n_e, **f64)
     ref = torch.zeros(batch, n_e, dtype=torch.int64)
-    dw_shape = (batch, n_e, n_in) if learn else (0,)
     hist = torch.zeros(batch, slots, n_in, **f64)
     return DiehlCookState(
         v_e=torch.full((batch, n_e), p.v_rest_e + v_offset, **f64), ge_e=zeros,
@@ -336,8 +345,9 @@ def init_state(batch: int, theta: Tensor, n_in: int, p: DiehlCookParams, *, lear
         ref_e=ref, theta=theta.to(torch.float64).expand(batch, n_e).clone(),
         v_i=torch.full((batch, n_e), p.v_rest_i + v_offset, **f64), ge_i=zeros, gi_i=zeros,
         ref_i=ref, pre=torch.zeros(batch, n_in, **f64), x_hist=hist, pre_hist=hist,
-        post1=zeros, post2=zeros, dw_plus=torch.zeros(dw_shape, **f64),
-        dw_minus=torch.zeros(dw_shape, **f64), counts=ref)
+        post1=zeros, post2=zeros, counts=ref,
+        weight=(weight.detach().to(torch.float64).expand(batch, n_e, n_in).clone() if learn
+                else torch.zeros(0, **f64)))
 
 
 def diehl_cook_step(x: Tensor, state: DiehlCookState, synapses: Synapses | Tensor,
@@ -348,15 +358,17 @@ def diehl_cook_step(x: Tensor, state: DiehlCookState, synapses: Synapses | Tenso
     STDP is measured at the synapse, as Brian 1's STDP on a connection with delays does: a spike
     of input ``i`` reaches neuron ``j`` after ``d_ji`` steps; it is depressed then, by ``post1``
     of that step; a post spike potentiates by the presynaptic trace ``d_ji`` steps earlier
-    (``pre`` itself is set when the input fires).
+    (``pre`` itself is set when the input fires). Each change is applied at once to the working
+    weights ``state.weight`` and clipped to ``[w_min, w_max]``.
 
     Args:
         x: ``[B, n_in]`` input spikes of this step (bool or 0/1).
         state: the state after the previous step.
         synapses: :func:`split_synapses` of the weights and delays (a ``[n_e, n_in]`` weight
-            tensor means no delays). Read only.
+            tensor means no delays). Without learning its weights carry the input; while
+            learning, ``state.weight`` does (only the delays are taken from ``synapses``).
         p: parameters; ``c``: their :func:`derive` (computed if not given).
-        learn: STDP into ``state.dw_plus`` / ``dw_minus`` and adaptive theta.
+        learn: STDP on ``state.weight`` and adaptive theta.
 
     Returns:
         ``(z_e [B, n_e] bool, z_i [B, n_e] bool, new state)``.
@@ -380,26 +392,33 @@ def diehl_cook_step(x: Tensor, state: DiehlCookState, synapses: Synapses | Tenso
     # 2. threshold
     z_e = ~hold_e & (v_e > (theta - p.theta_offset) + p.v_thresh_e)        # [B, n_e]
     z_i = ~hold_i & (v_i > p.v_thresh_i)
-    # 3. propagate this step's spikes
+    # 3. propagate this step's spikes (each with the weight it has now, into its delay slot)
     xd = x.to(torch.float64)                                               # [B, n_in]
     ze, zi = z_e.to(torch.float64), z_i.to(torch.float64)
     D = s.ge_pending.shape[1]
-    sent = torch.einsum("bi,dji->bdj", xd, syn.weight)                     # [B, D', n_e]
-    pending = s.ge_pending + F.pad(sent, (0, 0, 0, D - sent.shape[1]))
+    onehot = F.pad(syn.onehot, (0, 0, 0, 0, 0, D - syn.onehot.shape[0]))   # [D, n_e, n_in]
+    if learn:       # input by input in increasing order, as the kernel sums them
+        pending = s.ge_pending.clone()                                     # [B, D, n_e]
+        for b, i in x.nonzero().tolist():
+            pending[b] += onehot[:, :, i] * s.weight[b, :, i]
+    else:           # float32 weights: these float64 sums are exact in any order
+        sent = torch.einsum("bi,dji->bdj", xd, syn.weight)                 # [B, D', n_e]
+        pending = s.ge_pending + F.pad(sent, (0, 0, 0, D - sent.shape[1]))
     ge_e = ge_e + pending[:, 0]                                            # arriving now
     pending = torch.cat([pending[:, 1:], torch.zeros_like(pending[:, :1])], 1)
     ge_i = ge_i + p.w_ei * ze
     gi_e = gi_e + p.w_ie * (zi.sum(1, keepdim=True) - zi)                  # all but the partner
-    dw_plus, dw_minus, pre_hist = s.dw_plus, s.dw_minus, s.pre_hist
+    w, pre_hist = s.weight, s.pre_hist
     x_hist = torch.cat([xd[:, None], s.x_hist[:, :-1]], 1)                 # slot d: step t - d
     if learn:
-        onehot = F.pad(syn.onehot, (0, 0, 0, 0, 0, D - syn.onehot.shape[0]))
         pre = torch.where(x.bool(), 1.0, pre)                              # pre pathway first:
         pre_hist = torch.cat([pre[:, None], s.pre_hist[:, :-1]], 1)
-        arriving = torch.einsum("bdi,dji->bji", x_hist, onehot)            # [B, n_e, n_in]
-        dw_minus = dw_minus + (p.nu_pre * post1)[:, :, None] * arriving    # depress by post1
+        arriving = torch.einsum("bdi,dji->bji", x_hist, onehot) > 0        # [B, n_e, n_in]
+        depressed = (w - (p.nu_pre * post1)[:, :, None]).clamp(p.w_min, p.w_max)   # by post1
+        w = torch.where(arriving, depressed, w)
         pre_syn = torch.einsum("bdi,dji->bji", pre_hist, onehot)           # pre, d_ji earlier
-        dw_plus = dw_plus + (p.nu_post * pre_syn) * (post2 * ze)[:, :, None]   # post2 before
+        potentiated = (w + (p.nu_post * pre_syn) * post2[:, :, None]).clamp(p.w_min, p.w_max)
+        w = torch.where(z_e[:, :, None], potentiated, w)                   # post2 before
         post1 = torch.where(z_e, 1.0, post1)                               # its spike
         post2 = torch.where(z_e, 1.0, post2)
         theta = theta + p.theta_plus * ze
@@ -409,7 +428,7 @@ def diehl_cook_step(x: Tensor, state: DiehlCookState, synapses: Synapses | Tenso
     ref_e = torch.where(z_e, c.refrac_e, s.ref_e - hold_e.long())
     ref_i = torch.where(z_i, c.refrac_i, s.ref_i - hold_i.long())
     new = DiehlCookState(v_e, ge_e, pending, gi_e, ref_e, theta, v_i, ge_i, gi_i, ref_i, pre,
-                         x_hist, pre_hist, post1, post2, dw_plus, dw_minus, s.counts + z_e.long())
+                         x_hist, pre_hist, post1, post2, w, s.counts + z_e.long())
     return z_e, z_i, new
 
 
@@ -419,25 +438,31 @@ def diehl_cook_present(spikes: Tensor, weight: Tensor, theta: Tensor, p: DiehlCo
     """Present given input spike trains once (no retry): :func:`diehl_cook_step` over time.
 
     Args:
-        spikes: ``[T, B, n_in]`` input spikes, ``T = round(t_present / dt)``.
-        weight: ``[n_e, n_in]`` input -> excitatory weights (read only).
+        spikes: ``[T, B, n_in]`` input spikes, ``T = round(t_present / dt)``; ``B = 1`` while
+            learning.
+        weight: ``[n_e, n_in]`` input -> excitatory weights (read only; learning changes a
+            float64 copy).
         theta: ``[n_e]`` adaptive thresholds at the start (V), the same for every sample.
         delays: ``[n_e, n_in]`` synaptic delays in steps (:func:`init_delays`); None: none.
         p: parameters.
-        learn: accumulate STDP and adapt theta.
+        learn: STDP on the weights at every spike event, adaptive theta.
         v_offset: membranes start at ``v_rest + v_offset`` (``p.v_init_offset`` for the run's
             very first presentation in the reference code; 0 otherwise).
 
     Returns:
-        counts ``[B, n_e]``; with ``learn`` dw ``[n_e, n_in]`` (float32, summed over samples)
-        and dtheta ``[n_e]`` (float64, sum over samples of theta at the end minus ``theta``).
+        counts ``[B, n_e]``; with ``learn`` the weights at the end (float32 ``[n_e, n_in]``),
+        dw = those - ``weight`` (float32) and dtheta ``[n_e]`` (float64, theta at the end minus
+        ``theta``).
     """
     c = derive(p)
     if spikes.ndim != 3 or spikes.shape[0] != c.steps or spikes.shape[2] != weight.shape[1]:
         raise ValueError(f"expected input spikes [T={c.steps}, B, n_in={weight.shape[1]}] "
                          f"(T = t_present / dt), got {tuple(spikes.shape)}")
+    if learn and spikes.shape[1] != 1:
+        raise ValueError(f"learning presents one sample at a time (the weights change at every "
+                         f"spike), got B={spikes.shape[1]}; call once per sample")
     state = init_state(spikes.shape[1], theta, weight.shape[1], p, learn=learn,
-                       v_offset=v_offset)
+                       v_offset=v_offset, weight=weight if learn else None)
     syn = split_synapses(weight, delays, c.delay_slots)
     for x in spikes.unbind(0):                                             # x: [B, n_in]
         _, _, state = diehl_cook_step(x, state, syn, p, learn=learn, c=c)
@@ -445,8 +470,8 @@ def diehl_cook_present(spikes: Tensor, weight: Tensor, theta: Tensor, p: DiehlCo
     if not learn:
         return DiehlCookResult(state.counts, None, None, attempts)
     dtheta = (state.theta - theta.to(torch.float64)).sum(0)                # [n_e]
-    dw = state.dw_plus.sum(0) - state.dw_minus.sum(0)                      # [n_e, n_in]
-    return DiehlCookResult(state.counts, dw.float(), dtheta, attempts)
+    new = state.weight[0].float()                                          # [n_e, n_in]
+    return DiehlCookResult(state.counts, new - weight.detach().float(), dtheta, attempts, new)
 
 
 def diehl_cook_run(rates: Tensor, seeds: Tensor, weight: Tensor, theta: Tensor,

@@ -3,21 +3,23 @@
 ``snn5::diehl_cook_present`` runs the time loop of :func:`snn5.core.diehl_cook.diehl_cook_step`
 inside C++ (``csrc/diehl_cook_cpu.cpp``) for ``B`` samples: event-driven input (an input spike
 adds one contiguous row of the input-major weight ``W^T [n_in, n_e]`` to ge, each weight in the
-step its synaptic delay brings it), STDP traces kept as spike steps and timed at the synapse,
-``dw`` changed only at events, the weights only read. Inputs are either
+step its synaptic delay brings it), STDP traces kept as spike steps and timed at the synapse.
+While learning, the weights change at every spike event (clipped to ``[w_min, w_max]`` at each
+update) in a float64 working copy of the rows of the inputs that fire, so later input spikes
+carry the changed weights; the call returns the weights at the end (float32) and leaves its
+inputs unchanged. Inputs are either
 
 - seeded: ``rates [B, n_in]`` (Hz at intensity 1) and ``seeds [B]``; the spikes are drawn inside
   by the counter-based hash of :func:`snn5.core.diehl_cook.poisson_spikes`, so the reference can
   draw the very same ones, and without learning each sample applies the retry rule itself; or
 - given: ``spikes [T, B, n_in]`` (one attempt, no retry): what the parity tests use.
 
-Without learning the samples run in parallel (``at::parallel_for``); with learning they run in
-sequence from the same weights, ``dw`` and ``dtheta`` summed over them (a trainer faithful to the
-paper calls it with one sample at a time).
+Without learning the samples run in parallel (``at::parallel_for``); learning presents one
+sample per call.
 
 :func:`present_diehl_cook` is the entry point: it checks its inputs, runs the kernel, and falls
 back to the core reference (one logged warning) where the kernels are not built. Both give the
-same spike counts; dw and theta agree to float64 rounding (bitwise for one sample).
+same spike counts, and the same weights and theta at the end, bit for bit.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 CONSTS = ("k_e", "v_rest_e", "v_reset_e", "v_thresh_e", "theta_offset", "e_exc", "e_inh_e",
           "k_i", "v_rest_i", "v_reset_i", "v_thresh_i", "e_inh_i", "ge_decay", "gi_decay", "w_ei",
           "w_ie", "theta_plus", "theta_decay", "nu_pre", "nu_post", "pre_decay", "post1_decay",
-          "post2_decay", "dt", "intensity")
+          "post2_decay", "dt", "intensity", "w_min", "w_max")
 """The float constants handed to the kernel, in the order of its ``Consts`` struct."""
 SIZES = ("steps", "delay_slots", "refrac_e", "refrac_i", "min_spikes", "max_retries", "attempt")
 """The integers handed to the kernel, in the order of its ``Sizes`` struct."""
@@ -52,7 +54,8 @@ diehl_cook_op = torch.ops.snn5.diehl_cook_present.default
 """``(weight_t [n_in, n_e] f32, theta [n_e] f64, rates [B, n_in] f64, seeds [B] i64,
 spikes [T, B, n_in] bool or None, delays_t [n_in, n_e] u8 or None, consts, sizes, learn, retry,
 v_offset) -> (counts [B, n_e]
-i64, dw_t [n_in, n_e] f32 or empty, dtheta [n_e] f64 or empty, attempts [B] i64)``."""
+i64, the weights at the end w_t [n_in, n_e] f32 or empty, dtheta [n_e] f64 or empty,
+attempts [B] i64)``; learning needs B = 1."""
 
 
 def _cpu(weight_t, theta, rates, seeds, spikes, delays_t, consts, sizes, learn, retry, v_offset):
@@ -97,7 +100,8 @@ def _fallback_warning() -> None:
 
 
 def _check(weight: Tensor, theta: Tensor, rates: Tensor | None, seeds: Tensor | None,
-           spikes: Tensor | None, delays: Tensor | None, steps: int, attempt: int) -> None:
+           spikes: Tensor | None, delays: Tensor | None, steps: int, attempt: int,
+           learn: bool) -> None:
     if weight.ndim != 2:
         raise ValueError(f"weight must be [n_e, n_in], got shape {tuple(weight.shape)}")
     n_e, n_in = weight.shape
@@ -126,6 +130,7 @@ def _check(weight: Tensor, theta: Tensor, rates: Tensor | None, seeds: Tensor | 
                              f"got shape {tuple(spikes.shape)}")
         if spikes.dtype != torch.bool and not ((spikes == 0) | (spikes == 1)).all():
             raise ValueError("spikes must hold 0 and 1 only (or be a bool tensor)")
+        _check_one(spikes.shape[1], learn)
         return
     if rates is None or seeds is None:
         raise ValueError("pass rates [B, n_in] and seeds [B] (or given spike trains as spikes=)")
@@ -137,6 +142,13 @@ def _check(weight: Tensor, theta: Tensor, rates: Tensor | None, seeds: Tensor | 
                          f"{tuple(seeds.shape)}")
     if not (torch.isfinite(rates).all() and (rates >= 0).all()):
         raise ValueError("rates must be finite and >= 0 (Hz)")
+    _check_one(rates.shape[0], learn)
+
+
+def _check_one(batch: int, learn: bool) -> None:
+    if learn and batch != 1:
+        raise ValueError(f"learning presents one sample at a time (the weights change at every "
+                         f"spike), got B={batch}; call once per sample")
 
 
 def present_diehl_cook(weight: Tensor, theta: Tensor, p: DiehlCookParams, *,
@@ -156,7 +168,7 @@ def present_diehl_cook(weight: Tensor, theta: Tensor, p: DiehlCookParams, *,
         spikes: ``[T, B, n_in]`` given input spike trains instead (one attempt, no retry).
         delays: ``[n_e, n_in]`` uint8 input -> excitatory delays in steps
             (:func:`snn5.core.diehl_cook.init_delays`); None: no delays.
-        learn: accumulate STDP (``dw``) and adapt theta; samples run in sequence.
+        learn: STDP at every spike event and adaptive theta (one sample, ``B = 1``).
         attempt: presentation number of the first attempt (intensity ``p.intensity + attempt``).
         retry: without learning, repeat samples with fewer than ``p.min_spikes`` excitatory
             spikes (next attempt, from rest), at most ``p.max_retries`` times.
@@ -165,16 +177,16 @@ def present_diehl_cook(weight: Tensor, theta: Tensor, p: DiehlCookParams, *,
 
     Returns:
         :class:`~snn5.core.diehl_cook.DiehlCookResult`: counts ``[B, n_e]``; with ``learn``,
-        dw ``[n_e, n_in]`` (float32, summed over samples; from the kernel a transposed view of
-        an input-major ``[n_in, n_e]`` tensor, the layout of the model's weight) and dtheta
-        ``[n_e]`` (float64); attempts ``[B]``.
+        the weights at the end ``[n_e, n_in]`` (float32), dw = those - ``weight`` (float32;
+        from the kernel both are transposed views of input-major ``[n_in, n_e]`` tensors, the
+        layout of the model's weight) and dtheta ``[n_e]`` (float64); attempts ``[B]``.
     """
     backend = Backend.parse(backend)
     if backend is Backend.TRITON:
         raise ValueError("the Diehl & Cook network has no Triton kernel; use backend='auto', "
                          "'cpu' or 'reference'")
     c = derive(p)
-    _check(weight, theta, rates, seeds, spikes, delays, c.steps, attempt)
+    _check(weight, theta, rates, seeds, spikes, delays, c.steps, attempt, learn)
     theta64 = theta.detach().to(torch.float64).contiguous()
     use_kernel = backend is Backend.CPU or (backend is Backend.AUTO
                                             and load_cpu_kernels() is not None)
@@ -195,16 +207,17 @@ def present_diehl_cook(weight: Tensor, theta: Tensor, p: DiehlCookParams, *,
     if spikes is not None:
         z = spikes if spikes.dtype == torch.bool else spikes.to(torch.bool)
         empty = weight_t.new_empty(0)
-        counts, dw, dtheta, attempts = diehl_cook_op(
+        counts, w_new, dtheta, attempts = diehl_cook_op(
             weight_t, theta64, empty.double(), empty.long(), z.contiguous(), delays_t, consts,
             sizes, learn, False, float(v_offset))
     else:
-        counts, dw, dtheta, attempts = diehl_cook_op(
+        counts, w_new, dtheta, attempts = diehl_cook_op(
             weight_t, theta64, rates.to(torch.float64).contiguous(), seeds.contiguous(), None,
             delays_t, consts, sizes, learn, retry, float(v_offset))
     if not learn:
         return DiehlCookResult(counts, None, None, attempts)
-    return DiehlCookResult(counts, dw.t(), dtheta, attempts)    # dw: [n_e, n_in] view of W^T
+    dw_t = w_new - weight_t                                             # [n_in, n_e]
+    return DiehlCookResult(counts, dw_t.t(), dtheta, attempts, w_new.t())   # [n_e, n_in] views
 
 
 __all__ = ["CONSTS", "SIZES", "diehl_cook_op", "kernel_arguments", "present_diehl_cook"]

@@ -78,7 +78,8 @@ class DiehlCook(nn.Module):
                 retry: bool = True, v_offset: float = 0.0) -> DiehlCookResult:
         """Present samples given as rates ``[B, n_in]`` (Hz at intensity 1) and seeds ``[B]``
         (see :func:`snn5.kernels.diehl_cook.present_diehl_cook`); the weights and theta are
-        read, not changed."""
+        read, not changed: with ``learn`` (one sample) the result holds the weights at the end
+        of the presentation, ``dw`` and ``dtheta`` for a learner to apply."""
         return present_diehl_cook(self.weight, self.theta, self.params, rates=rates, seeds=seeds,
                                   delays=self.delays, learn=learn, attempt=attempt, retry=retry,
                                   v_offset=v_offset, backend=self.backend)
@@ -124,11 +125,6 @@ class DiehlCook(nn.Module):
     def normalize_(self) -> None:
         """Scale each neuron's input weights to sum ``params.w_sum`` (before every sample)."""
         self.weight.copy_(normalize_weight(self.weight, self.params))
-
-    @torch.no_grad()
-    def clip_(self) -> None:
-        """Clip the weights to ``[w_min, w_max]`` (after every update)."""
-        self.weight.clamp_(self.params.w_min, self.params.w_max)
 
     def rates(self, images: Tensor) -> Tensor:
         """Input rates at intensity 1 (Hz, float64 ``[B, n_in]``) of images ``[B, ...]`` in

@@ -1,6 +1,7 @@
 """Diehl & Cook (2015) reference physics, checked by hand: synaptic input, lateral inhibition,
-refractoriness, the STDP rule with its constants, adaptive thresholds, the retry rule, the
-counter-based input spikes, labelling and classification, parameter errors."""
+refractoriness, the STDP rule with its constants (immediate, clipped updates), adaptive
+thresholds, the retry rule, the counter-based input spikes, labelling and classification,
+parameter errors."""
 
 import math
 
@@ -24,7 +25,8 @@ def theta0(n: int = 1) -> torch.Tensor:
 def run_steps(x_seq, weight, p=P, *, learn=False, state=None):
     """Step through inputs ``x_seq [T, B, n_in]``; returns (z_e [T, B, n_e], z_i, v_e, v_i, state)."""
     state = state if state is not None else init_state(x_seq.shape[1], theta0(weight.shape[0]),
-                                                       weight.shape[1], p, learn=learn)
+                                                       weight.shape[1], p, learn=learn,
+                                                       weight=weight if learn else None)
     ze, zi, ve, vi = [], [], [], []
     for x in x_seq:
         z_e, z_i, state = diehl_cook_step(x, state, weight, p, learn=learn)
@@ -108,25 +110,28 @@ def test_refractory_period_holds_v_and_blocks_spikes():
 
 # ----------------------------------------------------------------------------- STDP, theta
 
-def short(steps: int) -> DiehlCookParams:
-    return P._replace(t_present=steps * P.dt)
+def short(steps: int, **change) -> DiehlCookParams:
+    return P._replace(t_present=steps * P.dt, **change)
 
 
+# the probes start at 0.5 (no clipping); the driver (50, which fires the neuron in one step)
+# needs w_max above it. dw is float32: 0.5 + change is rounded to 6e-8, 50 + change to 4e-6.
 def test_post_before_pre_depresses_by_nu_pre_times_post1():
-    p = short(10)
-    weight = torch.tensor([[0.0, 50.0]])                 # input 0: probe, input 1: driver
+    p = short(10, w_max=100.0)
+    weight = torch.tensor([[0.5, 50.0]])                 # input 0: probe, input 1: driver
     res = diehl_cook_present(spikes_at([[5], [0]], 10, 2), weight, theta0(), p, learn=True)
     assert res.counts.tolist() == [[1]]                  # post spike at step 1
     d1 = math.exp(-P.dt / P.tau_post1)
-    assert res.dw[0, 0].item() == pytest.approx(-P.nu_pre * d1 ** 4, rel=1e-6)
+    assert res.dw[0, 0].item() == pytest.approx(-P.nu_pre * d1 ** 4, abs=1e-7)
     assert res.dw[0, 1].item() == 0.0                    # driver fired before any post spike,
                                                           # and a first post spike has post2 = 0
+    assert torch.equal(res.weight, weight + res.dw)
 
 
 def test_pre_before_post_potentiates_by_nu_post_times_pre_times_post2():
     T = 30
-    p = short(T)
-    weight = torch.tensor([[0.0, 50.0]])
+    p = short(T, w_max=100.0)
+    weight = torch.tensor([[0.5, 50.0]])
     res = diehl_cook_present(spikes_at([[15], [0, 20]], T, 2), weight, theta0(), p, learn=True)
     assert res.counts.tolist() == [[2]]                  # post spikes at steps 1 and 21
     d_pre = math.exp(-P.dt / P.tau_pre)
@@ -134,8 +139,8 @@ def test_pre_before_post_potentiates_by_nu_post_times_pre_times_post2():
     probe = -P.nu_pre * d1 ** 14 + P.nu_post * d_pre ** 6 * d2 ** 20
     driver = -P.nu_pre * d1 ** 19 + P.nu_post * d_pre ** 1 * d2 ** 20
     assert probe > 0
-    assert res.dw[0, 0].item() == pytest.approx(probe, rel=1e-6)
-    assert res.dw[0, 1].item() == pytest.approx(driver, rel=1e-6)
+    assert res.dw[0, 0].item() == pytest.approx(probe, abs=1e-7)
+    assert res.dw[0, 1].item() == pytest.approx(driver, abs=4e-6)
     # theta: +theta_plus per spike, everything decaying by (1 - dt / tau_theta) per step
     d = 1 - P.dt / P.tau_theta
     expected = P.theta_init * (d ** T - 1) + P.theta_plus * (d ** (T - 2) + d ** (T - 22))
@@ -144,8 +149,8 @@ def test_pre_before_post_potentiates_by_nu_post_times_pre_times_post2():
 
 def test_stdp_is_timed_where_the_spike_arrives():
     T = 30
-    p = short(T)
-    weight = torch.tensor([[0.0, 0.0, 50.0]])             # two probes (delay 4), one driver
+    p = short(T, w_max=100.0)
+    weight = torch.tensor([[0.5, 0.5, 50.0]])            # two probes (delay 4), one driver
     delays = torch.tensor([[4, 4, 0]], dtype=torch.uint8)
     trains = spikes_at([[15], [19], [0, 20]], T, 3)
     res = diehl_cook_present(trains, weight, theta0(), p, delays=delays, learn=True)
@@ -155,9 +160,27 @@ def test_stdp_is_timed_where_the_spike_arrives():
     # probe 0 arrives at 19: depressed by post1 (18 steps after the first post spike); the
     # post spike at 21 reads its trace at 21 - 4 = 17, two steps after it fired
     assert res.dw[0, 0].item() == pytest.approx(-P.nu_pre * d1 ** 18
-                                                + P.nu_post * d_pre ** 2 * d2 ** 20, rel=1e-6)
+                                                + P.nu_post * d_pre ** 2 * d2 ** 20, abs=1e-7)
     # probe 1 fired at 19, before the post spike at 21, but arrives at 23: only depression
-    assert res.dw[0, 1].item() == pytest.approx(-P.nu_pre * d1 ** 2, rel=1e-6)
+    assert res.dw[0, 1].item() == pytest.approx(-P.nu_pre * d1 ** 2, abs=1e-7)
+
+
+def test_weights_change_at_once_and_every_update_is_clipped():
+    T = 30
+    d1 = math.exp(-P.dt / P.tau_post1)
+    # neuron 0: a driver of 50 (above w_max = 1) fires it at step 1; input 1 (1e-5) arrives at
+    # step 3 and input 2 (1.5) never fires; neuron 1 receives nothing
+    weight = torch.tensor([[50.0, 1e-5, 1.5], [0.0, 0.5, 1.5]])
+    trains = spikes_at([[0, 20], [3], []], T, 3)
+    res = diehl_cook_present(trains, weight, theta0(2), short(T), learn=True)
+    frozen = diehl_cook_present(trains, weight, theta0(2), short(T))
+    assert frozen.counts.tolist() == [[2, 0]]            # the driver fires neuron 0 twice
+    assert res.counts.tolist() == [[1, 0]]               # clipped to 1 at its first arrival, its
+    w = res.weight                                       # second spike no longer fires it
+    assert w[0, 0].item() == pytest.approx(1.0 - P.nu_pre * d1 ** 19, abs=1e-7)  # arrival at 20
+    assert w[0, 1].item() == 0.0                         # 1e-5 - 1e-4 * post1: clipped at w_min
+    assert w[0, 2].item() == 1.0                         # the post spike clips the whole column
+    assert w[1].tolist() == [0.0, 0.5, 1.5]              # no post spike: only arrivals clipped
 
 
 def test_without_learning_theta_and_weights_stay():

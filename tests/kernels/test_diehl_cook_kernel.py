@@ -1,6 +1,6 @@
 """The fused Diehl & Cook kernel against the core reference: identical spike counts on the same
-input spikes (given trains and the seeded hash), dw and theta bitwise for one sample and within
-float rounding for several, the retry rule, determinism, errors, the reference fallback."""
+input spikes (given trains and the seeded hash), the weights (changed at every spike event and
+clipped), dw and theta bitwise, the retry rule, determinism, errors, the reference fallback."""
 
 import logging
 
@@ -21,9 +21,12 @@ P = DiehlCookParams()
 
 
 def setup(n_e, n_in, B, steps, seed, *, rate=0.05, scale=0.6):
-    """Weights, delays, thresholds and dense random trains that make every population fire."""
+    """Weights, delays, thresholds and dense random trains that make every population fire;
+    some weights start above w_max and some just above 0, so that clipping is exercised."""
     g = torch.Generator().manual_seed(seed)
     weight = (torch.rand(n_e, n_in, generator=g) + 0.01) * scale
+    weight[:, :3] = 1.5
+    weight[:, 3:6] = 2e-5
     theta = P.theta_init + 4e-3 * torch.rand(n_e, generator=g, dtype=F64)
     spikes = torch.rand(steps, B, n_in, generator=g) < rate
     p = P._replace(t_present=steps * P.dt)
@@ -31,8 +34,7 @@ def setup(n_e, n_in, B, steps, seed, *, rate=0.05, scale=0.6):
 
 
 @pytest.mark.parametrize("n_e", [1, 7, 20])
-@pytest.mark.parametrize("B", [1, 3])
-@pytest.mark.parametrize("learn", [False, True])
+@pytest.mark.parametrize("B, learn", [(1, False), (3, False), (1, True)])
 @pytest.mark.parametrize("delayed", [True, False])
 def test_kernel_equals_reference_on_given_spikes(n_e, B, learn, delayed):
     weight, theta, spikes, p, delays = setup(n_e, 50, B, 200, seed=n_e * 10 + B, rate=0.1)
@@ -44,17 +46,39 @@ def test_kernel_equals_reference_on_given_spikes(n_e, B, learn, delayed):
     assert torch.equal(out.counts, ref.counts)
     assert torch.equal(out.attempts, ref.attempts)
     if not learn:
-        assert out.dw is None and out.dtheta is None
+        assert out.dw is None and out.dtheta is None and out.weight is None
         return
     assert (ref.dw != 0).sum() >= 50, "the test needs weight changes"
     assert out.dw.dtype == torch.float32 and out.dtheta.dtype == F64
-    if B == 1:                                           # same float64 operations in order
-        assert torch.equal(out.dw, ref.dw)
-        assert torch.equal(out.dtheta, ref.dtheta)
-    else:                                                # samples summed in another order:
-        tol = 1.2e-7 * ref.dw.abs() + 1e-12              # at most one float32 rounding step
-        assert ((out.dw - ref.dw).abs() <= tol).all()
-        assert torch.allclose(out.dtheta, ref.dtheta, rtol=1e-12, atol=1e-18)
+    # same float64 operations in the same order: bitwise
+    assert torch.equal(out.weight, ref.weight)
+    assert torch.equal(out.dw, ref.dw) and torch.equal(out.dw, out.weight - weight)
+    assert torch.equal(out.dtheta, ref.dtheta)
+    # every update was clipped: the weights of 1.5 came down to w_max as spikes arrived (all
+    # inputs fired); test_core_diehl_cook checks the clipping by hand
+    assert (out.weight >= p.w_min).all() and (out.weight <= p.w_max).all()
+
+
+def test_learning_changes_the_weights_that_later_spikes_carry():
+    """Immediate updates: the same trains give other responses than with the weights frozen
+    (the kernel's learn=False path with theta held would not change)."""
+    weight, theta, spikes, p, delays = setup(20, 50, 1, 200, seed=4, rate=0.1)
+    learned = present_diehl_cook(weight, theta, p, spikes=spikes, delays=delays, learn=True,
+                                 backend="cpu")
+    frozen = present_diehl_cook(weight, theta, p._replace(nu_pre=0.0, nu_post=0.0, w_max=10.0),
+                                spikes=spikes, delays=delays, learn=True, backend="cpu")
+    assert torch.equal(frozen.weight, weight)            # no STDP, nothing above w_max: no change
+    assert not torch.equal(learned.counts, frozen.counts)
+
+
+def test_learning_takes_one_sample_per_call():
+    weight, theta, spikes, p, delays = setup(4, 20, 2, 40, seed=0)
+    for backend in ("cpu", "reference"):
+        with pytest.raises(ValueError, match="one sample at a time.*B=2"):
+            present_diehl_cook(weight, theta, p, spikes=spikes, delays=delays, learn=True,
+                               backend=backend)
+    with pytest.raises(ValueError, match="one sample at a time"):
+        diehl_cook_present(spikes, weight, theta, p, delays=delays, learn=True)
 
 
 @pytest.mark.parametrize("learn", [False, True])
@@ -67,17 +91,23 @@ def test_seeded_kernel_draws_the_reference_spikes(learn):
     theta = torch.full((n_e,), p.theta_init, dtype=F64)
     rates = (torch.rand(B, n_in, generator=g) < 0.4).double() * p.input_rate
     seeds = torch.randint(0, 2**62, (B,), generator=g)
-    ref = diehl_cook_run(rates, seeds, weight, theta, p, delays=delays, learn=learn, attempt=1)
-    out = present_diehl_cook(weight, theta, p, rates=rates, seeds=seeds, delays=delays,
-                             learn=learn, attempt=1, backend="cpu")
-    assert torch.equal(out.counts, ref.counts)
-    assert torch.equal(out.attempts, ref.attempts)
-    if learn:
-        assert (out.attempts == 1).all()                 # learning: one attempt per call
+    if learn:                                            # one sample per call
+        for b in range(B):
+            ref = diehl_cook_run(rates[b:b + 1], seeds[b:b + 1], weight, theta, p, delays=delays,
+                                 learn=True, attempt=1)
+            out = present_diehl_cook(weight, theta, p, rates=rates[b:b + 1],
+                                     seeds=seeds[b:b + 1], delays=delays, learn=True, attempt=1,
+                                     backend="cpu")
+            assert torch.equal(out.counts, ref.counts) and torch.equal(out.attempts, ref.attempts)
+            assert (out.attempts == 1).all()             # learning: one attempt per call
+            assert torch.equal(out.weight, ref.weight) and torch.equal(out.dw, ref.dw)
         assert ref.counts.sum() > 0
-        tol = 1.2e-7 * ref.dw.abs() + 1e-12
-        assert ((out.dw - ref.dw).abs() <= tol).all()
     else:
+        ref = diehl_cook_run(rates, seeds, weight, theta, p, delays=delays, attempt=1)
+        out = present_diehl_cook(weight, theta, p, rates=rates, seeds=seeds, delays=delays,
+                                 attempt=1, backend="cpu")
+        assert torch.equal(out.counts, ref.counts)
+        assert torch.equal(out.attempts, ref.attempts)
         assert (out.attempts > 1).any(), "the test needs repeated samples"
     one = present_diehl_cook(weight, theta, p, rates=rates[:1], seeds=seeds[:1], delays=delays,
                              learn=True, backend="cpu")
@@ -87,7 +117,7 @@ def test_seeded_kernel_draws_the_reference_spikes(learn):
 
 
 def test_first_presentation_offset_and_retry_switch():
-    weight, theta, spikes, p, delays = setup(6, 40, 2, 100, seed=5)
+    weight, theta, spikes, p, delays = setup(6, 40, 1, 100, seed=5)
     for v_offset in (0.0, p.v_init_offset):
         ref = diehl_cook_present(spikes, weight, theta, p, delays=delays, learn=True,
                                  v_offset=v_offset)
@@ -132,9 +162,9 @@ def test_registered_op_has_schema_and_fake_kernel():
     weight, theta, spikes, p, delays = setup(4, 20, 2, 40, seed=0)
     consts, sizes = dck.kernel_arguments(p, 0)
     assert len(consts) == len(dck.CONSTS) and len(sizes) == len(dck.SIZES)
-    for learn in (False, True):
-        args = (weight.t().contiguous(), theta, torch.zeros(2, 20, dtype=F64),
-                torch.zeros(2, dtype=torch.int64), None, delays.t().contiguous(), consts, sizes,
+    for learn, B in ((False, 2), (True, 1)):
+        args = (weight.t().contiguous(), theta, torch.zeros(B, 20, dtype=F64),
+                torch.zeros(B, dtype=torch.int64), None, delays.t().contiguous(), consts, sizes,
                 learn, True, 0.0)
         torch.library.opcheck(dck.diehl_cook_op, args,
                               test_utils=("test_schema", "test_faketensor"))
@@ -150,7 +180,7 @@ def test_reference_fallback_with_one_warning(monkeypatch, caplog):
             ref = present_diehl_cook(weight, theta, p, spikes=spikes, delays=delays, learn=True)
             assert torch.equal(ref.counts, fused.counts)
     assert sum("not available" in r.message for r in caplog.records) == 1
-    assert torch.equal(ref.dw, fused.dw)
+    assert torch.equal(ref.dw, fused.dw) and torch.equal(ref.weight, fused.weight)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -1,5 +1,6 @@
-"""Diehl & Cook trainer: the learner contract (-dw into .grad, SGD, clip, theta), determinism,
-exact resume after a kill, the retry rule, labelling and testing, config errors, MNIST order."""
+"""Diehl & Cook trainer: the learner contract (-dw into .grad, SGD, the kernel's weights, theta),
+determinism, exact resume after a kill, the retry rule (weak presentations keep their changes),
+labelling and testing, config errors, MNIST order."""
 
 import json
 
@@ -47,7 +48,7 @@ def assert_same(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_one_sample_applies_minus_dw_through_sgd_then_clip_and_theta():
+def test_one_sample_applies_minus_dw_through_sgd_and_keeps_weak_presentations():
     t = trainer()
     model, p = t.model, t.params
     w0 = model.weight.detach().clone()
@@ -55,8 +56,10 @@ def test_one_sample_applies_minus_dw_through_sgd_then_clip_and_theta():
     rates = model.rates(t.data.train_x[:1])
     seed = torch.tensor([123])
     counts = t._learn(rates, seed)
-    # replay by hand: every presentation normalises, presents, adds dw, clips, adapts theta
-    w, theta = w0, theta0
+    assert t.state.presentations >= 2, "the test needs a repeated (weak) presentation"
+    # replay by hand: every presentation, weak ones included, normalises, presents (the weights
+    # change during it), keeps the weights it ends with, adapts theta
+    w, theta, weak_learned = w0, theta0, False
     for a in range(t.state.presentations):
         probe = DiehlCook(10, 784, p)
         with torch.no_grad():
@@ -65,13 +68,17 @@ def test_one_sample_applies_minus_dw_through_sgd_then_clip_and_theta():
             probe.delays.copy_(model.delays)
         res = probe.present(rates, seed, learn=True, attempt=a,
                             v_offset=p.v_init_offset if a == 0 else 0.0)
-        w = (probe.weight.detach() + res.dw).clamp(p.w_min, p.w_max)
+        assert torch.equal(res.dw, res.weight - probe.weight.detach())
+        if a < t.state.presentations - 1:                # weak (repeated) presentations
+            assert int(res.counts.sum()) < p.min_spikes
+            weak_learned |= bool((res.dw != 0).any())
+        w = res.weight
         theta = (theta + res.dtheta) * t.consts.theta_rest_decay
     assert torch.equal(model.weight.detach(), w)
     assert torch.equal(model.theta, theta)
     assert torch.equal(model.weight.grad, -res.dw)       # the learner contract
     assert torch.equal(counts, res.counts[0]) and int(counts.sum()) >= p.min_spikes
-    assert not torch.equal(model.weight.detach(), normalize_weight(w0, p))   # it learned
+    assert weak_learned, "the test needs a weak presentation that changed weights"
 
 
 def test_fit_is_deterministic_and_reports_metrics(tmp_path):

@@ -2,33 +2,41 @@
 //
 // Parity contract with snn5/core/diehl_cook.py (diehl_cook_step / diehl_cook_present /
 // poisson_spikes): the same float64 operations in the same order on the state, so spike counts
-// are identical and, for one sample, dw and theta are bitwise equal. Three points make this hold
-// without following the reference's dense loops:
+// are identical and the weights and theta at the end are bitwise equal. Three points make this
+// hold without following the reference's dense loops:
 //   * the weights of the spikes arriving in a step are summed in float64 (the ring slot of that
-//     step) before ge += sum; the reference's matmul sums the same float32 values in another
-//     order, which gives the same float64 number whenever the sums are exact (float32 weights
-//     within a 2^29 range of each other, e.g. any initial weights; later a 1-ulp difference of
-//     float64 is possible);
+//     step) in the order of emission (step, then input) before ge += sum; the reference adds
+//     them in the same order while learning; without learning it uses a matmul, which gives the
+//     same float64 number because sums of float32 weights within a 2^29 range of each other are
+//     exact (e.g. any initial weights; later a 1-ulp difference of float64 is possible);
 //   * the STDP traces are kept as the steps of the spikes and read from tables built by the
 //     same repeated multiplication (1, d, d*d, ...) by which the reference decays them;
-//   * potentiation and depression are summed separately, each in time order per synapse, and
-//     subtracted at the end, as the reference does.
+//   * every weight update is w = min(max(w + change, w_min), w_max) in float64, synapse by
+//     synapse in time order (depression of this step's arrivals before the potentiation of its
+//     post spikes), as the reference does it on its dense working copy.
 // Built with -ffp-contract=off (no fused multiply-add) as every snn5 kernel.
 //
 // Event-driven: an input spike adds one contiguous row of the input-major weight W^T [n_in, n_e]
-// to ge, each weight into the ring slot of its synapse's arrival step (delays 0-19 steps); the
-// STDP changes accumulate in float64 (W^T layout) only at events: a post spike adds
-// (nu_post * pre) * post2 to its column over the inputs that have fired, and the depression of
-// the arrivals (nu_pre * post1 at each arrival step) is added from a table after the time loop.
-// Input spikes come either from given trains [T, B, n_in] or from the counter-based hash of the
-// core (u = hash32(hash32(key + t * 0x9E3779B9) + i * 0x85EBCA6B)), evaluated only for inputs
-// with a nonzero rate.
+// to ge, each weight into the ring slot of its synapse's arrival step (delays 0-19 steps). While
+// learning, the weights change at every spike event (as Brian 1's STDP in the reference code),
+// in a float64 working copy of the rows of the inputs that have fired; each update is clipped to
+// [w_min, w_max]. A post spike potentiates its column by (nu_post * pre) * post2 over the inputs
+// that have fired and clips the rest of the column (the rows of silent inputs are clipped once
+// at the end). An arriving input spike depresses its synapse by nu_pre * post1; for a neuron
+// that has not fired yet in the presentation post1 = 0 and the update is a bare clip, which is
+// idempotent and only matters where normalisation left a weight above w_max: it is applied
+// lazily (a spike of input i carries clip(w) to neuron j iff an earlier spike of i has arrived
+// at j, i.e. d_ij < t - first spike of i; the neuron's first post spike clips the column), so
+// the per-step work covers only the few neurons that have fired. An input spike carries the
+// weight it has when it is emitted. Input spikes come either from given trains
+// [T, B, n_in] or from the counter-based hash of the core
+// (u = hash32(hash32(key + t * 0x9E3779B9) + i * 0x85EBCA6B)), evaluated only for inputs with a
+// nonzero rate.
 //
 // Samples are independent. Without learning they run in parallel (at::parallel_for over samples)
 // and each applies the retry rule itself (fewer than min_spikes excitatory spikes: present again
-// from rest with the next attempt number, i.e. intensity + 1). With learning they run one after
-// the other from the same weights and theta, dw and dtheta summed over them, one attempt each
-// (the caller applies the update and repeats).
+// from rest with the next attempt number, i.e. intensity + 1). With learning a call presents one
+// sample once (the caller applies the new weights and repeats).
 
 #include <torch/extension.h>
 #include <torch/library.h>
@@ -48,7 +56,7 @@ struct Consts {
   double k_e, v_rest_e, v_reset_e, v_thresh_e, theta_offset, e_exc, e_inh_e;
   double k_i, v_rest_i, v_reset_i, v_thresh_i, e_inh_i;
   double ge_decay, gi_decay, w_ei, w_ie, theta_plus, theta_decay;
-  double nu_pre, nu_post, pre_decay, post1_decay, post2_decay, dt, intensity;
+  double nu_pre, nu_post, pre_decay, post1_decay, post2_decay, dt, intensity, w_min, w_max;
 };
 constexpr int64_t kConsts = static_cast<int64_t>(sizeof(Consts) / sizeof(double));
 
@@ -90,17 +98,21 @@ struct Input {
 
 // The state of one sample and the work lists, reused across its attempts.
 struct Net {
-  int64_t n, m;                                  // excitatory (= inhibitory) neurons, inputs
+  int64_t n, m, R;                               // excitatory (= inhibitory) neurons, inputs,
+                                                 // delay slots
   std::vector<double> v_e, ge_e, gi_e, theta, thr_e, v_i, ge_i, gi_i, acc, ring;
-  std::vector<double> c1;                        // [T, n]: nu_pre * post1 at each step (learning)
-  std::vector<int32_t> ref_e, ref_i, last_post, ze, zi, zx, seen, active;
+  std::vector<double> c1;                        // [n]: nu_pre * post1 of this step (learning)
+  std::vector<int32_t> ref_e, ref_i, last_post, ze, zi, zx, seen, active, posted;
   std::vector<std::vector<int32_t>> emitted;     // [m]: steps at which each input fired
+  std::vector<std::pair<int32_t, int32_t>> sent; // (input, step) of every input spike, in order
   std::vector<uint8_t> fz_e, fz_i;
   std::vector<uint64_t> thr_x;
+  std::unique_ptr<double[]> wk;                  // [m, n] working weights W^T (learning): the
+                                                 // rows of inputs that have fired
 
-  Net(int64_t n_, int64_t m_, int64_t slots) : n(n_), m(m_) {
+  Net(int64_t n_, int64_t m_, int64_t slots, bool learn) : n(n_), m(m_), R(slots) {
     ring.resize(static_cast<size_t>(slots * n_));
-    for (auto* v : {&v_e, &ge_e, &gi_e, &theta, &thr_e, &v_i, &ge_i, &gi_i, &acc}) {
+    for (auto* v : {&v_e, &ge_e, &gi_e, &theta, &thr_e, &v_i, &ge_i, &gi_i, &acc, &c1}) {
       v->resize(n);
     }
     emitted.resize(m);
@@ -109,6 +121,8 @@ struct Net {
     fz_i.resize(n);
     thr_x.resize(m);
     ze.reserve(n); zi.reserve(n); zx.reserve(m); seen.reserve(m); active.reserve(m);
+    posted.reserve(n);
+    if (learn) wk.reset(new double[static_cast<size_t>(m * n)]);
   }
 };
 
@@ -149,18 +163,40 @@ inline void integrate(int64_t n, double* __restrict__ v, double* __restrict__ ge
   }
 }
 
+inline double clip(double w, double lo, double hi) { return std::min(std::max(w, lo), hi); }
+
+// An input spike: its row of weights into the ring slots of the arrival steps (or into acc when
+// there are no delays). CLIP: weight j is clipped where dr[j] < gap (an earlier spike of the
+// input has arrived there; see the top of the file).
+template <bool CLIP, typename W>
+inline void send_row(const W* __restrict__ wr, const uint8_t* __restrict__ dr,
+                     double* __restrict__ ring, double* __restrict__ acc, int64_t n, int64_t now,
+                     int64_t R, int64_t gap, double lo, double hi) {
+  if (dr) {
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t slot = now + dr[j];
+      slot -= slot >= R ? R : 0;
+      double x = static_cast<double>(wr[j]);
+      if (CLIP) x = dr[j] < gap ? clip(x, lo, hi) : x;
+      ring[j * R + slot] += x;
+    }
+  } else {
+    for (int64_t j = 0; j < n; ++j) {
+      double x = static_cast<double>(wr[j]);
+      if (CLIP) x = gap > 0 ? clip(x, lo, hi) : x;
+      acc[j] += x;
+    }
+  }
+}
+
 // One presentation. Returns the total of the excitatory spikes; counts [n] are overwritten.
-// With LEARN, the potentiation and depression of each synapse accumulate in dw_plus and
-// dw_minus ([m, n], a row zeroed when touched[] first marks it) and theta evolves in net.theta.
-// STDP is timed at the synapse (as Brian 1 on a delayed connection): the spike of input i
-// arrives at neuron j d_ij steps after it fired and is depressed then by nu_pre * post1 of that
-// step (done after the time loop from the stored table c1 [T, n]); a post spike of j reads the
-// presynaptic trace d_ij steps earlier, from the input's list of firing steps.
+// With LEARN, the weights change at every spike event (see the top of the file), theta evolves
+// in net.theta, and w_out [m, n] receives the weights W^T at the end (float32).
 template <bool LEARN>
 int64_t simulate(Net& net, const Consts& c, const Sizes& s, const float* w, const uint8_t* delays,
-                 const double* theta0, const Input& in, int64_t attempt, double v_offset, const double* tab_pre,
-                 const double* tab_post1, const double* tab_post2, int64_t* counts,
-                 double* dw_plus, double* dw_minus, uint8_t* touched) {
+                 const double* theta0, const Input& in, int64_t attempt, double v_offset,
+                 const double* tab_pre, const double* tab_post1, const double* tab_post2,
+                 int64_t* counts, float* w_out) {
   const int64_t n = net.n, m = net.m, T = s.steps;
   double* v_e = net.v_e.data();
   double* ge_e = net.ge_e.data();
@@ -171,11 +207,14 @@ int64_t simulate(Net& net, const Consts& c, const Sizes& s, const float* w, cons
   double* ge_i = net.ge_i.data();
   double* gi_i = net.gi_i.data();
   double* acc = net.acc.data();
+  double* c1 = net.c1.data();
   int32_t* ref_e = net.ref_e.data();
   int32_t* ref_i = net.ref_i.data();
   int32_t* last_post = net.last_post.data();
   uint8_t* fz_e = net.fz_e.data();
   uint8_t* fz_i = net.fz_i.data();
+  double* wk = LEARN ? net.wk.get() : nullptr;
+  const double w_min = c.w_min, w_max = c.w_max;
 
   const double v0_e = c.v_rest_e + v_offset, v0_i = c.v_rest_i + v_offset;
   for (int64_t j = 0; j < n; ++j) {
@@ -192,7 +231,9 @@ int64_t simulate(Net& net, const Consts& c, const Sizes& s, const float* w, cons
   const int64_t R = s.delay_slots;
   for (const int32_t i : net.seen) net.emitted[i].clear();
   net.seen.clear();
-  if (LEARN) net.c1.resize(static_cast<size_t>(T * n));
+  net.sent.clear();
+  net.posted.clear();                                       // neurons that have fired
+  size_t in_flight = 0;                                     // net.sent[in_flight:] can arrive
   int64_t posts = 0;                                        // excitatory spikes so far
 
   uint32_t key = 0;
@@ -242,28 +283,34 @@ int64_t simulate(Net& net, const Consts& c, const Sizes& s, const float* w, cons
       }
     }
 
-    // 3. propagate: inputs -> ge_e (one weight row per spike)
-    if (delays) {        // into ring[j][slot of the arrival step] (a neuron's slots together)
-      const int64_t now = t % R;
-      for (const int32_t i : net.zx) {
-        const float* wr = w + static_cast<int64_t>(i) * n;
-        const uint8_t* dr = delays + static_cast<int64_t>(i) * n;
-        for (int64_t j = 0; j < n; ++j) {
-          int64_t slot = now + dr[j];
-          slot -= slot >= R ? R : 0;
-          ring[j * R + slot] += static_cast<double>(wr[j]);
+    // 3. propagate: inputs -> ge_e (one weight row per spike, the weights of now)
+    const int64_t now = t % R;
+    if (!delays && !net.zx.empty()) std::fill(acc, acc + n, 0.0);
+    for (const int32_t i : net.zx) {
+      const int64_t row = static_cast<int64_t>(i) * n;
+      const uint8_t* dr = delays ? delays + row : nullptr;
+      if (LEARN) {
+        std::vector<int32_t>& em = net.emitted[i];
+        if (em.empty()) {                   // first spike of the input: its working row
+          net.seen.push_back(i);
+          double* __restrict__ wr = wk + row;
+          const float* __restrict__ w0 = w + row;
+          for (int64_t j = 0; j < n; ++j) wr[j] = static_cast<double>(w0[j]);
+          for (const int32_t j : net.posted) wr[j] = clip(wr[j], w_min, w_max);
+          send_row<false>(wr, dr, ring, acc, n, now, R, 0, w_min, w_max);
+        } else {
+          send_row<true>(wk + row, dr, ring, acc, n, now, R, t - em[0], w_min, w_max);
         }
+      } else {
+        send_row<false>(w + row, dr, ring, acc, n, now, R, 0, 0.0, 0.0);
       }
+    }
+    if (delays) {
       for (int64_t j = 0; j < n; ++j) {
         ge_e[j] += ring[j * R + now];
         ring[j * R + now] = 0.0;
       }
     } else if (!net.zx.empty()) {
-      std::fill(acc, acc + n, 0.0);
-      for (const int32_t i : net.zx) {
-        const float* wr = w + static_cast<int64_t>(i) * n;
-        for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<double>(wr[j]);
-      }
       for (int64_t j = 0; j < n; ++j) ge_e[j] += acc[j];
     }
     for (const int32_t j : net.ze) ge_i[j] += c.w_ei;
@@ -273,40 +320,42 @@ int64_t simulate(Net& net, const Consts& c, const Sizes& s, const float* w, cons
       for (int64_t j = 0; j < n; ++j) gi_e[j] += w_ie * static_cast<double>(k - fz_i[j]);
     }
     if (LEARN) {
-      // post1 of this step (before its post spikes), for the depression of arrivals
-      double* __restrict__ c1 = net.c1.data() + t * n;
-      if (posts > 0) {
-        for (int64_t j = 0; j < n; ++j) {
-          c1[j] = last_post[j] >= 0 ? c.nu_pre * tab_post1[t - last_post[j]] : 0.0;
-        }
-      } else {
-        std::fill(c1, c1 + n, 0.0);
-      }
       // pre pathway: the input's trace is set (it is read through its firing steps)
       for (const int32_t i : net.zx) {
-        if (net.emitted[i].empty()) {
-          net.seen.push_back(i);
-          if (!touched[i]) {                // rows of dw are zeroed when first used
-            std::fill(dw_plus + static_cast<int64_t>(i) * n, dw_plus + (i + int64_t{1}) * n, 0.0);
-            std::fill(dw_minus + static_cast<int64_t>(i) * n, dw_minus + (i + int64_t{1}) * n, 0.0);
-            touched[i] = 1;
+        net.emitted[i].push_back(static_cast<int32_t>(t));
+        net.sent.emplace_back(i, static_cast<int32_t>(t));
+      }
+      // the spikes arriving now depress their synapses: w = clip(w - nu_pre * post1), post1 of
+      // this step (before its post spikes); only at neurons that have fired (elsewhere post1 = 0)
+      while (in_flight < net.sent.size() && net.sent[in_flight].second + R <= t) ++in_flight;
+      if (!net.posted.empty()) {
+        for (const int32_t j : net.posted) c1[j] = c.nu_pre * tab_post1[t - last_post[j]];
+        for (size_t k = in_flight; k < net.sent.size(); ++k) {
+          const int64_t i = net.sent[k].first, d = t - net.sent[k].second;
+          double* __restrict__ wr = wk + i * n;
+          const uint8_t* dr = delays ? delays + i * n : nullptr;
+          for (const int32_t j : net.posted) {
+            if ((dr ? dr[j] : 0) == d) wr[j] = clip(wr[j] - c1[j], w_min, w_max);
           }
         }
-        net.emitted[i].push_back(static_cast<int32_t>(t));
       }
-      // post pathway: w += (nu_post * pre(t - d_ij)) * post2 (before this spike); post1 = post2 = 1
+      // post pathway: w = clip(w + (nu_post * pre(t - d_ij)) * post2 (before this spike)) over
+      // the column; post1 = post2 = 1
       for (const int32_t j : net.ze) {
-        if (last_post[j] >= 0) {
-          const double p2b = tab_post2[t - last_post[j]];
-          for (const int32_t i : net.seen) {
+        const double p2b = last_post[j] >= 0 ? tab_post2[t - last_post[j]] : 0.0;
+        for (const int32_t i : net.seen) {
+          double& wij = wk[static_cast<int64_t>(i) * n + j];
+          double add = 0.0;
+          if (p2b != 0.0) {
             const int64_t target = t - (delays ? delays[static_cast<int64_t>(i) * n + j] : 0);
             const std::vector<int32_t>& em = net.emitted[i];
             int64_t k = static_cast<int64_t>(em.size()) - 1;
             while (k >= 0 && em[k] > target) --k;      // its last firing at or before target
-            if (k < 0) continue;
-            dw_plus[static_cast<int64_t>(i) * n + j] += (c.nu_post * tab_pre[target - em[k]]) * p2b;
+            if (k >= 0) add = (c.nu_post * tab_pre[target - em[k]]) * p2b;
           }
+          wij = clip(wij + add, w_min, w_max);
         }
+        if (last_post[j] < 0) net.posted.push_back(j);
         last_post[j] = static_cast<int32_t>(t);
       }
     }
@@ -324,20 +373,24 @@ int64_t simulate(Net& net, const Consts& c, const Sizes& s, const float* w, cons
     }
   }
   if (LEARN) {
-    // depression of every arrival within the presentation, in the order of arrival per synapse
-    const double* c1 = net.c1.data();
-    for (const int32_t i : net.seen) {
-      double* __restrict__ row = dw_minus + static_cast<int64_t>(i) * n;
-      const uint8_t* dr = delays ? delays + static_cast<int64_t>(i) * n : nullptr;
-      for (const int32_t e : net.emitted[i]) {
-        if (!dr) {
-          const double* __restrict__ c1e = c1 + static_cast<int64_t>(e) * n;
-          for (int64_t j = 0; j < n; ++j) row[j] += c1e[j];
-        } else {
-          for (int64_t j = 0; j < n; ++j) {
-            const int64_t a = e + dr[j];
-            if (a < T) row[j] += c1[a * n + j];
-          }
+    // the weights at the end: the working rows (clipped where a spike has arrived), the other
+    // rows clipped in the columns of the neurons that fired
+    for (int64_t i = 0; i < m; ++i) {
+      float* __restrict__ o = w_out + i * n;
+      const float* __restrict__ w0 = w + i * n;
+      const std::vector<int32_t>& em = net.emitted[i];
+      if (!em.empty()) {
+        const double* __restrict__ wr = wk + i * n;
+        const int64_t gap = T - em[0];
+        const uint8_t* __restrict__ dr = delays ? delays + i * n : nullptr;
+        for (int64_t j = 0; j < n; ++j) {
+          const double x = wr[j];
+          o[j] = static_cast<float>((dr ? dr[j] : 0) < gap ? clip(x, w_min, w_max) : x);
+        }
+      } else {
+        std::copy(w0, w0 + n, o);
+        for (const int32_t j : net.posted) {
+          o[j] = static_cast<float>(clip(static_cast<double>(w0[j]), w_min, w_max));
         }
       }
     }
@@ -358,8 +411,8 @@ std::vector<double> trace_table(double decay, int64_t steps) {
 // weight_t [n_in, n_e] float32; delays_t [n_in, n_e] uint8 steps (< delay_slots) or none;
 // theta [n_e] float64; rates [B, n_in] float64 and seeds [B] int64
 // (seeded inputs) or spikes [T, B, n_in] bool/uint8 (given trains; rates and seeds ignored).
-// Returns (counts [B, n_e] int64, dw_t [n_in, n_e] float32 or empty, dtheta [n_e] float64 or
-// empty, attempts [B] int64).
+// Returns (counts [B, n_e] int64, the weights W^T at the end [n_in, n_e] float32 or empty,
+// dtheta [n_e] float64 or empty, attempts [B] int64). Learning presents one sample (B = 1).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> diehl_cook_present_cpu(
     const at::Tensor& weight_t, const at::Tensor& theta, const at::Tensor& rates,
     const at::Tensor& seeds, const std::optional<at::Tensor>& spikes,
@@ -405,13 +458,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> diehl_cook_present_cp
     TORCH_CHECK(seeds.dim() == 1 && seeds.size(0) == B && seeds.scalar_type() == at::kLong &&
                 seeds.is_contiguous(), "diehl_cook: seeds must be contiguous int64 [B]");
   }
+  TORCH_CHECK(!learn || B == 1, "diehl_cook: learning presents one sample per call, got B=", B);
   const auto tab_pre = trace_table(c.pre_decay, s.steps);
   const auto tab_post1 = trace_table(c.post1_decay, s.steps);
   const auto tab_post2 = trace_table(c.post2_decay, s.steps);
 
   auto counts = at::zeros({B, n}, weight_t.options().dtype(at::kLong));
   auto attempts = at::full({B}, s.attempt, weight_t.options().dtype(at::kLong));
-  at::Tensor dw, dtheta;
+  at::Tensor w_new, dtheta;
   const float* w = weight_t.data_ptr<float>();
   const double* th0 = theta.data_ptr<double>();
   int64_t* cnt = counts.data_ptr<int64_t>();
@@ -432,43 +486,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> diehl_cook_present_cp
   };
 
   if (learn) {
-    // samples in sequence from the same weights and theta; dw and dtheta summed over them
-    std::unique_ptr<double[]> plus(new double[static_cast<size_t>(m * n)]);  // rows zeroed on use
-    std::unique_ptr<double[]> minus(new double[static_cast<size_t>(m * n)]);
-    std::vector<uint8_t> touched(static_cast<size_t>(m), 0);
-    std::vector<double> dth(static_cast<size_t>(n), 0.0);
-    Net net(n, m, s.delay_slots);
-    for (int64_t b = 0; b < B; ++b) {
-      simulate<true>(net, c, s, w, dly, th0, input_of(b), s.attempt, v_offset, tab_pre.data(),
-                     tab_post1.data(), tab_post2.data(), cnt + b * n, plus.get(), minus.get(),
-                     touched.data());
-      for (int64_t j = 0; j < n; ++j) dth[j] += net.theta[j] - th0[j];
-    }
-    dw = at::empty({m, n}, weight_t.options());                 // W^T layout, as weight_t
-    float* out = dw.data_ptr<float>();
-    for (int64_t i = 0; i < m; ++i) {
-      float* __restrict__ o = out + i * n;
-      if (!touched[i]) {
-        std::fill(o, o + n, 0.0f);
-        continue;
-      }
-      const double* __restrict__ p = plus.get() + i * n;
-      const double* __restrict__ q = minus.get() + i * n;
-      for (int64_t j = 0; j < n; ++j) o[j] = static_cast<float>(p[j] - q[j]);
-    }
+    Net net(n, m, s.delay_slots, true);
+    w_new = at::empty({m, n}, weight_t.options());             // W^T layout, as weight_t
+    simulate<true>(net, c, s, w, dly, th0, input_of(0), s.attempt, v_offset, tab_pre.data(),
+                   tab_post1.data(), tab_post2.data(), cnt, w_new.data_ptr<float>());
     dtheta = at::empty({n}, theta.options());
-    std::memcpy(dtheta.data_ptr<double>(), dth.data(), sizeof(double) * n);
+    double* dth = dtheta.data_ptr<double>();
+    for (int64_t j = 0; j < n; ++j) dth[j] = net.theta[j] - th0[j];
   } else {
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      Net net(n, m, s.delay_slots);
+      Net net(n, m, s.delay_slots, false);
       for (int64_t b = b0; b < b1; ++b) {
         const Input in = input_of(b);
         int64_t a = s.attempt;
         double offset = v_offset;
         while (true) {
           const int64_t total = simulate<false>(net, c, s, w, dly, th0, in, a, offset, nullptr,
-                                                nullptr, nullptr, cnt + b * n, nullptr, nullptr,
-                                                nullptr);
+                                                nullptr, nullptr, cnt + b * n, nullptr);
           att[b] = a;
           if (given || !retry || total >= s.min_spikes || a - s.attempt >= s.max_retries) break;
           ++a;
@@ -476,10 +510,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> diehl_cook_present_cp
         }
       }
     });
-    dw = at::empty({0}, weight_t.options());
+    w_new = at::empty({0}, weight_t.options());
     dtheta = at::empty({0}, theta.options());
   }
-  return {counts, dw, dtheta, attempts};
+  return {counts, w_new, dtheta, attempts};
 }
 
 // A private namespace: snn5/kernels/diehl_cook.py defines the public op snn5::diehl_cook_present

@@ -4,12 +4,17 @@ test it, as the paper and its reference code (github.com/peter-u-diehl/stdp-mnis
 Per training sample (in the order of the MNIST file, as the reference code):
 
 1. scale each neuron's input weights to sum ``w_sum`` (78);
-2. present it with learning (fused kernel, one sample): spike counts, ``dw``, ``dtheta``;
+2. present it with learning (fused kernel, one sample): the weights change at every spike
+   event, each update clipped to ``[w_min, w_max]``, as in the reference code; the call returns
+   spike counts, the weights at the end, ``dw`` (those minus the weights before) and ``dtheta``;
 3. write ``-dw`` into ``weight.grad`` and step ``torch.optim.SGD(lr=1)`` (the plasticity
-   learners' contract: any optimiser applies the update); clip to ``[w_min, w_max]``;
-   ``theta += dtheta``, then theta decays over the rest, ``theta *= exp(-t_rest / tau_theta)``;
+   learners' contract: any optimiser applies the update), then store the kernel's weights
+   exactly (float32 ``w + (w' - w)`` can differ from ``w'`` by one rounding where a weight more
+   than doubled or halved in the presentation); ``theta += dtheta``, then theta decays over the
+   rest, ``theta *= exp(-t_rest / tau_theta)``;
 4. if the excitatory layer fired fewer than ``min_spikes`` (5) spikes, raise the intensity by 1
-   and go back to 1 (the repeat does not count as a sample).
+   and go back to 1 (the repeat does not count as a sample). As in the reference code, whose
+   simulator does not roll back, the weight and theta changes of the weak presentation are kept.
 
 After the epochs, a labelling pass over training images without learning (theta fixed) assigns
 each neuron the class it responds to most; the test set is classified by the mean response of
@@ -262,7 +267,8 @@ class DiehlCookTrainer:
                                 v_offset=p.v_init_offset if first else 0.0)
             model.weight.grad = res.dw.neg_()
             self.optimizer.step()
-            model.clip_()
+            with torch.no_grad():           # exact: SGD's float32 w + dw is within one rounding
+                model.weight.copy_(res.weight)
             model.theta.add_(res.dtheta).mul_(self.consts.theta_rest_decay)
             st.presentations += 1
             total = int(res.counts.sum())
