@@ -1,9 +1,13 @@
 """Plasticity learners: local rules (STDP, triplet, reward-modulated STDP, BCM, Hebbian, BCPNN)
 attached to the layers of an snn5 model, writing ``-dw`` into ``.grad``; weight constraints; the
-``paradigm: plasticity`` fit; a decision layer trained by reward alone (R-STDP); e-prop for
-recurrent LIF/ALIF networks; the liquid-state-machine readout (``.reservoir``)."""
+``paradigm: plasticity`` fit; a decision layer trained by reward alone (R-STDP) and the
+STDP-learned convolutional feature extractor it reads (``.conv_stdp``); e-prop for recurrent
+LIF/ALIF networks; the liquid-state-machine readout (``.reservoir``)."""
 
 from snn5.train.plasticity.config import PlasticityConfig
+from snn5.train.plasticity.conv_stdp import (
+    ConvLayerConfig, ConvSTDPConfig, ConvSTDPNetwork, train_conv_layer,
+)
 from snn5.train.plasticity.eprop import (
     EpropLearner, EpropResult, Feedback, RateRegularization, TaskLoss, rate_regularization,
     sequence_loss, time_weights_for,
@@ -24,12 +28,14 @@ from snn5.train.plasticity.rules import (
 )
 
 __all__ = [
-    "BCM", "BCPNN", "Constraint", "Dale", "EpropLearner", "EpropResult", "FeatureScaler",
+    "BCM", "BCPNN", "Constraint", "ConvLayerConfig", "ConvSTDPConfig", "ConvSTDPNetwork", "Dale",
+    "EpropLearner", "EpropResult", "FeatureScaler",
     "Feedback", "HebbianDecay", "LinearReadout", "ReadoutKind", "ReservoirFit",
     "ReservoirFitConfig", "ShapingStats", "calibrate_input_gain", "fit_readout", "fit_reservoir",
     "liquid_features", "stdp_shape", "Homeostasis", "Normalize",
     "PlasticityConfig", "PlasticityFit", "PlasticityLearner", "RSTDPConfig", "RSTDPReadout", "RULES",
     "RateRegularization", "TaskLoss", "RewardSTDP", "Rule", "STDP", "Synapse", "TripletSTDP",
     "WeightBounds", "build_rule", "fit_plasticity", "hidden_layers", "latency_times", "ridge_fit",
-    "rate_regularization", "rstdp_accuracy", "sequence_loss", "time_weights_for", "train_rstdp",
+    "rate_regularization", "rstdp_accuracy", "sequence_loss", "time_weights_for",
+    "train_conv_layer", "train_rstdp",
 ]
