@@ -20,8 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -127,8 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = {
         "model": "stdp_conv_rstdp", "dataset": "mnist",
         "dataset_md5": {name: md5 for name, (md5, _) in MNIST_FILES.items()},
-        "seed": args.seed, "command": "python examples/rstdp_mnist.py " + " ".join(
-            a for a in (argv if argv is not None else __import__("sys").argv[1:])),
+        "seed": args.seed, "command": " ".join(["python examples/rstdp_mnist.py",
+                                                *(sys.argv[1:] if argv is None else argv)]),
         "train_images": len(y_train), "val_images": len(data.val.y),
         "test_images": len(data.test.y),
         "shortened": args.train_samples is not None,
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         "c2_spike_fraction": rate, "features": feats["train"].shape[1],
         "time": {"stdp": stdp_time, "features": feature_time, "readout": readout_time,
                  "total": since(start)},
-        "conv_config": asdict(cfg), "readout_config": {**asdict(replace(rcfg)),
+        "conv_config": asdict(cfg), "readout_config": {**asdict(rcfg),
                                                        "rates": rcfg.rates._asdict()},
         **prov,
     }

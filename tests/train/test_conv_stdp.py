@@ -157,3 +157,21 @@ def test_dropped_neurons_cannot_win():
     assert thr.decide(t, torch.tensor([False, True]))[0].tolist() == [1]
     with pytest.raises(ValueError, match="dropout"):
         RSTDPConfig(dropout=1.0)
+
+
+@pytest.mark.slow
+def test_short_mnist_pipeline_learns(mnist_root):
+    """STDP features + reward-only readout on a slice of MNIST (a few minutes on one core)."""
+    from snn5.data.mnist import load_mnist
+
+    data = load_mnist(mnist_root)
+    x, y = data.train.x[:5000], data.train.y[:5000]
+    net = ConvSTDPNetwork(generator=torch.Generator().manual_seed(0))
+    for layer in range(2):
+        stats = train_conv_layer(net, x, layer, samples=4096, seed=layer)
+        assert stats["convergence"] < 0.03                  # from 0.15: weights near 0 or 1
+    f_train = net.features(x, timing=False)
+    f_val = net.features(data.val.x[:1000], timing=False)
+    readout = RSTDPReadout(f_train.shape[1], 10)
+    train_rstdp(readout, f_train, y, epochs=8, spike_times=True)
+    assert rstdp_accuracy(readout, f_val, data.val.y[:1000], spike_times=True) > 0.8
