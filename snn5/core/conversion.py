@@ -94,7 +94,7 @@ def multithreshold_step(x: Tensor, state: MTState, p: MTParams = MTParams()
 
     Returns ``(n, state)``: the spike count of the step ``[B, *F]`` in ``x``'s dtype.
     """
-    v = state.v * p.leak + x if not (isinstance(p.leak, float) and p.leak == 1.0) else state.v + x
+    v = (state.v if isinstance(p.leak, float) and p.leak == 1.0 else state.v * p.leak) + x
     if p.levels == 1:
         n = (v >= p.v_th).to(x.dtype)
     else:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,8 +153,6 @@ def hseo(snn: ConvertedSNN, x: Tensor, y: Tensor, *, timesteps: int, population_
          progress: Callable[[int, float, float], None] | None = None) -> HSEOReport:
     """Evolutionary bio-calibration (see the module docstring); applies the best candidate to
     ``snn`` in place. ``progress(generation, best, mean)`` is called after each generation."""
-    import time
-
     try:
         import optuna
     except ImportError as exc:       # a declared dependency; only a broken install lacks it

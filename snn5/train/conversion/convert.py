@@ -161,9 +161,9 @@ def plan_neurons(method: Method, acts: Sequence[Activation], gm: fx.GraphModule,
                  levels: int | None = None, v_init: float | None = None
                  ) -> dict[str, NeuronPlan]:
     """Threshold, initial membrane and levels of each activation's neuron under ``method``."""
-    if method in ("qcfs", "logic_gated", "scale_and_fire"):
+    if method in ("qcfs", "logic_gated"):
         plain = [a.node for a in acts if a.kind != "qcfs"]
-        if plain and method != "scale_and_fire":
+        if plain:
             raise ValueError(f"method '{method}' needs an ANN trained with QCFS activations "
                              f"(activation: qcfs); these are not QCFS: {', '.join(plain)}. Use "
                              "threshold_balancing for a ReLU ANN")
@@ -194,11 +194,12 @@ def _neuronize(gm: fx.GraphModule, acts: Sequence[Activation], plans: dict[str, 
                ) -> None:
     """Replace every activation node by a call of a new :class:`ConvertedNeuron`."""
     by_name = {a.node: a for a in acts}
-    for i, node in enumerate(list(gm.graph.nodes)):
+    count = 0
+    for node in list(gm.graph.nodes):
         if node.name not in by_name:
             continue
         plan = plans[node.name]
-        target = f"neuron_{len([n for n in gm._modules if n.startswith('neuron_')])}"
+        target, count = f"neuron_{count}", count + 1
         gm.add_submodule(target, ConvertedNeuron(plan.v_th, v_init=plan.v_init, leak=plan.leak,
                                                  levels=plan.levels, name=node.name))
         with gm.graph.inserting_after(node):
