@@ -250,9 +250,9 @@ def load_ann_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool 
                      ) -> dict[str, list[str]]:
     """Load a state_dict file into ``model``: ``.safetensors``, or a torch file read with
     ``weights_only=True`` (never unpickling code). ``strict=False`` tolerates the activation
-    parameters a ReLU checkpoint lacks (QCFS lambdas keep their initial value) but reports
-    every missing and unexpected key in the log of the caller through the returned module's
-    ``load_report`` attribute."""
+    parameters a ReLU checkpoint lacks (QCFS lambdas keep their initial value); the returned
+    ``{"missing": [...], "unexpected": [...]}`` lists every key that did not match. A file
+    sharing no key with the model is an error either way (a prefixed checkpoint, say)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
@@ -270,6 +270,11 @@ def load_ann_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool 
             state = state["state_dict"]
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state_dict")
+    own = set(model.state_dict())
+    if own and not own & set(state):
+        raise ValueError(f"{path} shares no key with the model (file: {sorted(state)[:3]}..., "
+                         f"model: {sorted(own)[:3]}...); save the bare model.state_dict() "
+                         "(a run's ann.safetensors is one) rather than a prefixed checkpoint")
     result = model.load_state_dict(state, strict=strict)
     return {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys)}
 

@@ -8,6 +8,7 @@ Run folder::
     report.md            a short summary
     plots/               accuracy_vs_timesteps.png (and accuracy_vs_noise.png, logic_gated)
     ann/checkpoints/     the ANN's training checkpoints (when it was trained here)
+    ann.safetensors      the trained ANN's bare state_dict (reuse it with conversion.ann_weights)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from snn5.train.surrogate import BEST, Trainer
 log = logging.getLogger(__name__)
 
 MODEL = "model.safetensors"
+ANN_WEIGHTS = "ann.safetensors"
 
 
 def _ann_accuracy(ann: nn.Module, loader: BatchLoader) -> float:
@@ -77,6 +79,8 @@ def prepare_ann(cfg: RunConfig, data: SplitData, out: Path, progress: bool | Non
     fit = trainer.fit()
     tensors, _ = load_checkpoint(out / "ann" / "checkpoints" / BEST)
     ann.load_state_dict(unprefixed("model", tensors))
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in ann.state_dict().items()}, str(out / ANN_WEIGHTS))
     return ann.eval(), {"ann_val_accuracy": fit.best_val_accuracy, "ann_best_epoch": fit.best_epoch,
                         "ann_epochs": cfg.train.epochs, "ann_train_seconds": fit.train_seconds,
                         "ann_history": fit.history}
@@ -179,7 +183,7 @@ def convert_run(cfg: RunConfig, out: str | os.PathLike, *, progress: bool | None
     }
     if cc.method == "logic_gated":
         metrics.update(_logic_gated_metrics(cfg, snn, ann, data))
-    save_converted(snn, out / MODEL, cfg)
+    save_converted(snn, out / MODEL, cfg, data.input_shape, data.num_classes)
     write_json(out / METRICS, metrics)
     _plots_and_report(out, cfg, metrics)
     return metrics
@@ -230,36 +234,35 @@ def _logic_gated_metrics(cfg: RunConfig, snn: ConvertedSNN, ann: nn.Module, data
     }
 
 
-def save_converted(snn: ConvertedSNN, path: Path, cfg: RunConfig) -> None:
-    """The converted SNN's tensors (safetensors) with the method and timesteps as metadata;
-    rebuild it with :func:`load_converted`."""
+def save_converted(snn: ConvertedSNN, path: Path, cfg: RunConfig, input_shape: tuple[int, ...],
+                   num_classes: int) -> None:
+    """The converted SNN's tensors (safetensors) with the method, timesteps and shapes as
+    metadata; rebuild it with :func:`load_converted`."""
     state = {k: v.detach().contiguous() for k, v in snn.state_dict().items()}
     save_checkpoint(path, state, {"method": snn.method, "timesteps": snn.timesteps,
-                                  "encoding": snn.encoding, "seed": cfg.seed})
+                                  "encoding": snn.encoding, "seed": cfg.seed,
+                                  "input_shape": list(input_shape), "num_classes": num_classes})
 
 
 def load_converted(run_dir: str | os.PathLike) -> ConvertedSNN:
-    """Rebuild a run's converted SNN: the ANN from the config, converted the same way (without
-    calibration data: every threshold comes from the saved tensors), then its saved state."""
+    """Rebuild a run's converted SNN without its data: the ANN from the config, converted the
+    same way (every threshold, leak, initial membrane and folded bias then comes from the saved
+    tensors), at the saved timesteps."""
     from snn5.config import load_config
     from snn5.runs.run import CONFIG
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / CONFIG)
     cc: ConversionConfig = cfg.conversion
-    data_shape, classes = _shape_of(cfg)
-    ann = build_ann(cc.ann, data_shape, classes).eval()
-    snn = convert(ann, cc.method, calibration=torch.zeros(1, *data_shape), timesteps=cc.target,
+    tensors, meta = load_checkpoint(run_dir / MODEL)
+    shape = tuple(int(d) for d in meta["input_shape"])
+    ann = build_ann(cc.ann, shape, int(meta["num_classes"])).eval()
+    snn = convert(ann, cc.method, calibration=torch.zeros(1, *shape), timesteps=cc.target,
                   encoding=cc.encoding, percentile=cc.percentile, levels=cc.levels,
                   v_init=cc.v_init)
-    tensors, _ = load_checkpoint(run_dir / MODEL)
     snn.load_state_dict(tensors)
+    snn.timesteps = int(meta["timesteps"])
     return snn.eval()
-
-
-def _shape_of(cfg: RunConfig) -> tuple[tuple[int, ...], int]:
-    data = load_dataset(cfg.data)
-    return data.input_shape, data.num_classes
 
 
 def _plots_and_report(out: Path, cfg: RunConfig, m: dict[str, Any]) -> None:
