@@ -6,7 +6,7 @@ Run folder::
     model.safetensors    the converted SNN's state (thresholds, weights) + its metadata
     metrics.json         ann_accuracy, snn_accuracy_by_timesteps, SynOps and energy per T, ...
     report.md            a short summary
-    plots/               accuracy_vs_timesteps.png (and accuracy_vs_noise.png, logic_gated)
+    plots/               accuracy_vs_timesteps.png (and accuracy_vs_noise.png with noise_levels)
     ann/checkpoints/     the ANN's training checkpoints (when it was trained here)
     ann.safetensors      the trained ANN's bare state_dict (reuse it with conversion.ann_weights)
 """
@@ -181,8 +181,10 @@ def convert_run(cfg: RunConfig, out: str | os.PathLike, *, progress: bool | None
         "convert_seconds": convert_seconds, **ann_info,
         **started, "finished_at": provenance(device)["finished_at"],
     }
+    if cc.noise_levels is not None:
+        metrics.update(_robustness(cfg, snn, ann, data))
     if cc.method == "logic_gated":
-        metrics.update(_logic_gated_metrics(cfg, snn, ann, data))
+        metrics.update(_ternary_ops(cfg, snn, data))
     save_converted(snn, out / MODEL, cfg, data.input_shape, data.num_classes)
     write_json(out / METRICS, metrics)
     _plots_and_report(out, cfg, metrics)
@@ -209,16 +211,14 @@ def firing_rate(snn: ConvertedSNN, x: torch.Tensor, timesteps: int) -> float:
     return spikes / steps if steps else 0.0
 
 
-def _logic_gated_metrics(cfg: RunConfig, snn: ConvertedSNN, ann: nn.Module, data: SplitData
-                         ) -> dict[str, Any]:
-    from snn5.train.conversion.logic_gated import add_only_counts, noise_robustness, reset_counts
+def _robustness(cfg: RunConfig, snn: ConvertedSNN, ann: nn.Module, data: SplitData
+                ) -> dict[str, Any]:
+    """Test accuracy of the SNN (at the target T) and of the ANN with a fraction of every
+    input replaced by uniform noise, per ``conversion.noise_levels``."""
+    from snn5.train.conversion.logic_gated import noise_robustness
 
     cc: ConversionConfig = cfg.conversion
     x, y = data.test.x, data.test.y
-    reset_counts(snn)
-    with torch.inference_mode():
-        snn(x[:cc.measure_samples], cc.target)
-    counts = add_only_counts(snn)
 
     def snn_logits(xb: torch.Tensor) -> torch.Tensor:
         return snn(xb, cc.target)
@@ -228,10 +228,22 @@ def _logic_gated_metrics(cfg: RunConfig, snn: ConvertedSNN, ann: nn.Module, data
             snn_logits, x, y, cc.noise_levels, seed=cfg.seed).items()},
         "ann_robust_accuracy_by_noise": {str(k): v for k, v in noise_robustness(
             ann, x, y, cc.noise_levels, seed=cfg.seed).items()},
-        "ternary_layer_ops_per_sample": {
-            "additions": counts.additions / min(cc.measure_samples, len(x)),
-            "multiplications": counts.multiplications},
     }
+
+
+def _ternary_ops(cfg: RunConfig, snn: ConvertedSNN, data: SplitData) -> dict[str, Any]:
+    """Additions and multiplications per sample in the add-only (ternary) layers, counted on
+    ``measure_samples`` test samples at the target T."""
+    from snn5.train.conversion.logic_gated import add_only_counts, reset_counts
+
+    cc: ConversionConfig = cfg.conversion
+    x = data.test.x[:cc.measure_samples]
+    reset_counts(snn)
+    with torch.inference_mode():
+        snn(x, cc.target)
+    counts = add_only_counts(snn)
+    return {"ternary_layer_ops_per_sample": {"additions": counts.additions / len(x),
+                                             "multiplications": counts.multiplications}}
 
 
 def save_converted(snn: ConvertedSNN, path: Path, cfg: RunConfig, input_shape: tuple[int, ...],
@@ -292,6 +304,8 @@ def _plots_and_report(out: Path, cfg: RunConfig, m: dict[str, Any]) -> None:
         lines += ["| input noise | SNN | ANN |", "|---:|---:|---:|"]
         for k, v in m["robust_accuracy_by_noise"].items():
             lines.append(f"| {float(k):.0%} | {v:.2%} | {m['ann_robust_accuracy_by_noise'][k]:.2%} |")
+        lines.append("")
+    if "ternary_layer_ops_per_sample" in m:
         ops = m["ternary_layer_ops_per_sample"]
         lines += ["", f"Ternary layers: {ops['additions']:.3g} additions and "
                   f"{ops['multiplications']} multiplications per sample.", ""]

@@ -35,6 +35,7 @@ def test_run_folder_holds_everything(run):
     assert set(metrics["snn_accuracy_by_timesteps"]) == {"1", "2", "4"}
     assert set(metrics["per_timesteps"]) == {"1", "2", "4"}
     assert metrics["calibration"]["hseo"]["evaluations"] == 1 + 4 * 2   # the baseline + 4 x 2
+    assert "robust_accuracy_by_noise" not in metrics                    # not asked for
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["ann_accuracy"] == metrics["ann_accuracy"]
 
@@ -58,8 +59,12 @@ def test_load_converted_gives_the_same_network(run):
 def test_ann_weights_of_a_run_feed_another_run(run, tmp_path):
     out, metrics = run
     cfg = dict(SMALL, conversion={**SMALL["conversion"], "ann_weights": str(out / "ann.safetensors"),
-                                  "hseo": {"enabled": False}})
+                                  "hseo": {"enabled": False}, "noise_levels": [0.0, 0.5]})
     again = convert_run(config_from_dict(cfg), tmp_path / "again", progress=False)
+    noisy = again["robust_accuracy_by_noise"]               # any method measures noise on request
+    assert set(noisy) == {"0.0", "0.5"} and noisy["0.5"] < noisy["0.0"]
+    assert noisy["0.0"] == again["snn_accuracy_by_timesteps"]["2"]
+    assert (tmp_path / "again" / "plots" / "accuracy_vs_noise.png").is_file()
     assert again["ann_accuracy"] == metrics["ann_accuracy"]
     assert again["ann_load_report"] == {"missing": [], "unexpected": []}
     assert again["train_seconds"] == 0.0
