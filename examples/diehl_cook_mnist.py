@@ -40,12 +40,24 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", required=True, help="run folder")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     ap.add_argument("--progress", action="store_true", help="progress bars even without a TTY")
+    ap.add_argument("--physics", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="override constants of DiehlCookParams, SI units (e.g. w_ie=25 "
+                    "theta_plus=0.1e-3); the defaults are the reference code's")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    physics = {}
+    for item in args.physics:
+        name, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--physics takes NAME=VALUE pairs, got {item!r} (e.g. w_ie=25)")
+        try:
+            physics[name] = float(value)
+        except ValueError:
+            ap.error(f"--physics {name}: {value!r} is not a number")
     cfg = DiehlCookConfig(n_e=args.n_e, epochs=args.epochs, samples=args.samples,
                           label_samples=args.label_samples, test_samples=args.test_samples,
                           seed=args.seed, threads=args.threads,
-                          checkpoint_every=args.checkpoint_every)
+                          checkpoint_every=args.checkpoint_every, physics=physics)
     data = load_mnist_data(resolve_data_dir(args.data_dir))
     trainer = DiehlCookTrainer(cfg, data, out=args.out, progress=True if args.progress else None)
     metrics = trainer.fit(resume=args.resume)

@@ -28,7 +28,8 @@ from snn5.data.audio import AudioFrontend, read_wav
 from snn5.data.base import ArrayDataset, DatasetFileError, SplitData, stratified_split
 from snn5.data.root import DATA_ENV_VAR
 
-__all__ = ["FSDD_COMMIT", "FSDD_FILES", "FSDD_SHA256", "FSDD_URL", "download_fsdd", "load_fsdd"]
+__all__ = ["FSDD_COMMIT", "FSDD_FILES", "FSDD_SHA256", "FSDD_URL", "download_fsdd", "load_fsdd",
+           "load_fsdd_logmel"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,9 +132,19 @@ def download_fsdd(root: Path) -> None:
     _verify_checksum(directory)
 
 
+def load_fsdd_logmel(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
+                     download: bool = False) -> SplitData:
+    """FSDD as normalised log-mel images ``[1, 100, 32]`` (:func:`load_fsdd` with
+    ``representation="log_mel"``): the ANN input of the conversion track."""
+    return load_fsdd(root, val_fraction=val_fraction, split_seed=split_seed, download=download,
+                     representation="log_mel")
+
+
 def load_fsdd(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
-              download: bool = False, frontend: AudioFrontend = AudioFrontend()) -> SplitData:
-    """Load FSDD from ``<root>/fsdd/recordings/`` as spike trains, split train / val / test.
+              download: bool = False, frontend: AudioFrontend = AudioFrontend(),
+              representation: str = "events") -> SplitData:
+    """Load FSDD from ``<root>/fsdd/recordings/`` as spike trains (or log-mel images), split
+    train / val / test.
 
     Every load checks that all 3,000 files are present, readable 8 kHz mono 16-bit WAV, and
     match :data:`FSDD_SHA256`. The test set is the official one (takes 0-4); the validation set
@@ -145,11 +156,15 @@ def load_fsdd(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
         split_seed: Seed of the validation split.
         download: Fetch missing files first (needs internet).
         frontend: The audio front end (:class:`~snn5.data.audio.AudioFrontend`).
+        representation: ``"events"`` (spike trains for SNNs) or ``"log_mel"`` (the normalised
+            log-mel spectrogram as a one-channel image ``[1, T, n_mels]`` in ``[0, 1]``, the
+            input of an ANN to convert; registered as ``fsdd_logmel``).
 
     Returns:
         The split dataset. ``x``: float32 event counts ``[N, T, 2, n_mels]`` (polarity 0 = ON,
-        1 = OFF; one step per ``frontend.hop_length`` seconds); ``y``: int64 digits 0..9. With
-        the defaults: 2,430 train / 270 val / 300 test, samples ``[100, 2, 32]``.
+        1 = OFF; one step per ``frontend.hop_length`` seconds), or log-mel images
+        ``[N, 1, T, n_mels]``; ``y``: int64 digits 0..9. With the defaults: 2,430 train / 270
+        val / 300 test, samples ``[100, 2, 32]`` (``[1, 100, 32]``).
 
     Raises:
         DatasetFileError: A file is missing, unreadable, not 8 kHz mono 16-bit, or the set does
@@ -157,6 +172,8 @@ def load_fsdd(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
     """
     if not isinstance(frontend, AudioFrontend):
         raise TypeError(f"frontend must be an AudioFrontend, got {type(frontend).__name__}")
+    if representation not in ("events", "log_mel"):
+        raise ValueError(f"representation must be 'events' or 'log_mel', got {representation!r}")
     if frontend.sample_rate != SAMPLE_RATE:
         raise ValueError(f"FSDD is sampled at {SAMPLE_RATE} Hz; build the front end with "
                          f"AudioFrontend(sample_rate={SAMPLE_RATE}), got {frontend.sample_rate}")
@@ -189,7 +206,16 @@ def load_fsdd(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
     _verify_checksum(directory)
 
     level = torch.stack([frontend.levels(s) for s in signals], dim=1)        # [T, N, n_mels]
-    x_all = frontend.events(level).transpose(0, 1).contiguous()              # [N, T, 2, n_mels]
+    if representation == "events":
+        x_all = frontend.events(level).transpose(0, 1).contiguous()          # [N, T, 2, n_mels]
+        shape = (frontend.num_frames, *frontend.event_shape)
+        kind = (f"ON/OFF threshold-crossing events every {frontend.hop_length * 1e3:g} ms, "
+                f"{frontend.num_frames} steps")
+    else:
+        x_all = level.transpose(0, 1).unsqueeze(1).contiguous()              # [N, 1, T, n_mels]
+        shape = (1, frontend.num_frames, frontend.n_mels)
+        kind = (f"normalised log-mel image, {frontend.num_frames} frames of "
+                f"{frontend.hop_length * 1e3:g} ms, {frontend.floor_db:g} dB range")
     y_all = torch.tensor(labels, dtype=torch.int64)
     is_test = np.asarray(test)
     train_all = np.flatnonzero(~is_test)
@@ -202,10 +228,10 @@ def load_fsdd(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
     train, val = subset(train_all[train_pos]), subset(train_all[val_pos])
     test_set = subset(np.flatnonzero(is_test))
     description = (f"FSDD (Free Spoken Digit Dataset, {len(FSDD_FILES)} recordings at 8 kHz -> "
-                   f"{frontend.n_mels} mel bands, ON/OFF threshold-crossing events every "
-                   f"{frontend.hop_length * 1e3:g} ms, {frontend.num_frames} steps): "
+                   f"{frontend.n_mels} mel bands, {kind}): "
                    f"train {len(train)} / val {len(val)} / test {len(test_set)}")
     logger.debug("loaded fsdd: %s", description)
-    return SplitData(name="fsdd", train=train, val=val, test=test_set,
-                     input_shape=(frontend.num_frames, *frontend.event_shape), num_classes=10,
+    name = "fsdd" if representation == "events" else "fsdd_logmel"
+    return SplitData(name=name, train=train, val=val, test=test_set,
+                     input_shape=shape, num_classes=10,
                      checksum=FSDD_SHA256, description=description)

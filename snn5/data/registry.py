@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from snn5._registry import Registry
 from snn5.data.base import ArrayDataset, SplitData, stratified_split
 from snn5.data.digits import load_digits
-from snn5.data.fsdd import load_fsdd
+from snn5.data.fsdd import load_fsdd, load_fsdd_logmel
 from snn5.data.mnist import load_mnist
 from snn5.data.nmnist import load_nmnist
 from snn5.data.root import resolve_data_dir
@@ -37,6 +37,7 @@ DATASETS: Registry[DatasetLoader] = Registry("dataset")
 DATASETS.register("digits", load_digits)
 DATASETS.register("mnist", load_mnist)
 DATASETS.register("fsdd", load_fsdd)
+DATASETS.register("fsdd_logmel", load_fsdd_logmel)
 DATASETS.register("nmnist", load_nmnist)
 
 

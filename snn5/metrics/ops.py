@@ -7,6 +7,11 @@ Every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` of a model is counted at each call, 
   accumulates the nonzero inputs actually trigger. Linear: ``nnz(x) * out_features``. Conv: for
   every active input, the number of (output position, output channel) pairs its kernel window
   reaches, honouring stride, padding, dilation and groups.
+- input made only of integers in [-MAX_SPIKES_PER_STEP, MAX_SPIKES_PER_STEP] (multi-spike or
+  multi-threshold neurons emitting n spikes in one step, e.g. scale-and-fire): **SynOps**, each
+  of the n spikes triggering its accumulates, so an input n counts ``|n|`` times the above.
+  (The cap, 15 = a 4-bit count, keeps raw integer data such as 0-255 pixels out: they are
+  analog input and count as MACs.)
 - any other input (the analog first layer of a direct-encoded network): dense **MACs**,
   ``output elements * fan_in`` with ``fan_in = in_features`` or ``C_in / groups * prod(kernel)``.
 
@@ -36,9 +41,20 @@ def counted_layers(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Linear, *_CONVS))}
 
 
+MAX_SPIKES_PER_STEP = 15
+"""The largest spike count per input and step that :class:`OpCounter` counts as spikes."""
+
+
 def is_spike_tensor(x: Tensor) -> bool:
     """True when every entry of ``x`` is -1, 0 or 1 (binary or signed spikes)."""
     return bool(((x == 0) | (x.abs() == 1)).all())
+
+
+def is_spike_count_tensor(x: Tensor) -> bool:
+    """True when every entry of ``x`` is an integer spike count with ``|n| <=``
+    :data:`MAX_SPIKES_PER_STEP` (binary and signed spikes included)."""
+    a = x.abs()
+    return bool(((a == torch.round(a)) & (a <= MAX_SPIKES_PER_STEP)).all())
 
 
 def _fan_in(layer: nn.Module) -> int:
@@ -54,14 +70,18 @@ def dense_macs(layer: nn.Module, output: Tensor) -> int:
 
 
 def linear_synops(layer: nn.Linear, x: Tensor) -> int:
-    """Accumulates triggered by the nonzero entries of ``x: [..., in_features]``."""
-    return int(torch.count_nonzero(x)) * layer.out_features
+    """Accumulates triggered by the spikes of ``x: [..., in_features]``: every nonzero entry,
+    ``|n|`` times for a count ``n`` of spikes."""
+    spikes = int(torch.count_nonzero(x)) if is_spike_tensor(x) else int(
+        x.abs().sum(dtype=torch.float64).round().item())
+    return spikes * layer.out_features
 
 
 def conv_synops(layer: nn.Conv1d | nn.Conv2d | nn.Conv3d, x: Tensor) -> int:
-    """Accumulates triggered by the nonzero entries of ``x: [N, C_in, *S]`` (or ``[C_in, *S]``).
+    """Accumulates triggered by the spikes of ``x: [N, C_in, *S]`` (or ``[C_in, *S]``): every
+    nonzero entry, ``|n|`` times for a count ``n`` of spikes.
 
-    The 0/1 activity map is convolved with an all-ones kernel ``[groups, C_in/groups, *k]``
+    The activity map (0/1, or the spike counts ``|n|``) is convolved with an all-ones kernel ``[groups, C_in/groups, *k]``
     (same stride, padding, dilation, groups and padding mode as ``layer``): each output entry
     ``[n, g, *o]`` is the number of active inputs of group ``g`` in the window of position ``o``.
     Their sum counts (active input, output position) pairs; each pair feeds ``C_out / groups``
@@ -70,7 +90,7 @@ def conv_synops(layer: nn.Conv1d | nn.Conv2d | nn.Conv3d, x: Tensor) -> int:
     nd = len(layer.kernel_size)
     if x.ndim == nd + 1:                               # unbatched [C_in, *S]
         x = x.unsqueeze(0)                             # [1, C_in, *S]
-    active = (x != 0).to(torch.float32)                # [N, C_in, *S]
+    active = x.abs().to(torch.float32)                 # [N, C_in, *S] spike counts >= 0
     ones = torch.ones(layer.groups, layer.in_channels // layer.groups, *layer.kernel_size,
                       dtype=torch.float32, device=x.device)
     padding: Any = layer.padding
@@ -171,7 +191,7 @@ class OpCounter:
             ops.calls += 1
             with torch.no_grad():
                 x = x.detach()
-                if self.dense or not is_spike_tensor(x):
+                if self.dense or not is_spike_count_tensor(x):
                     ops.macs += dense_macs(layer, output)
                 elif isinstance(layer, nn.Linear):
                     ops.synops += linear_synops(layer, x)
@@ -258,5 +278,5 @@ def count_macs(model: nn.Module, x: Tensor) -> float:
     return counter.macs_per_sample
 
 
-__all__ = ["LayerOps", "OpCounter", "conv_synops", "count_macs", "counted_layers", "dense_macs",
-           "eval_mode", "is_spike_tensor", "linear_synops"]
+__all__ = ["LayerOps", "MAX_SPIKES_PER_STEP", "OpCounter", "conv_synops", "count_macs", "counted_layers", "dense_macs",
+           "eval_mode", "is_spike_count_tensor", "is_spike_tensor", "linear_synops"]

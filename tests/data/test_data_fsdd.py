@@ -70,6 +70,23 @@ def test_split_sizes_shapes_and_classes(fsdd):
     assert DATASETS.get("fsdd") is load_fsdd
 
 
+def test_log_mel_images_share_the_split_and_match_the_events(fsdd, fsdd_root):
+    """The log-mel representation: [1, 100, 32] images in [0, 1], same samples and labels in
+    the same order; the events are the threshold crossings of exactly these levels."""
+    from snn5.data import DATASETS
+    from snn5.data.audio import AudioFrontend
+
+    img = DATASETS.get("fsdd_logmel")(fsdd_root, val_fraction=0.1, split_seed=0, download=False)
+    assert img.name == "fsdd_logmel" and img.input_shape == (1, 100, 32)
+    for a, b in ((img.train, fsdd.train), (img.val, fsdd.val), (img.test, fsdd.test)):
+        assert a.x.shape == (len(b), 1, 100, 32) and torch.equal(a.y, b.y)
+    assert 0.0 <= float(img.train.x.min()) and float(img.train.x.max()) <= 1.0
+    events = AudioFrontend().events(img.test.x[:, 0].transpose(0, 1)).transpose(0, 1)
+    assert torch.equal(events, fsdd.test.x)
+    with pytest.raises(ValueError, match="representation must be"):
+        load_fsdd(fsdd_root, representation="mel")
+
+
 def test_labels_and_test_split_come_from_the_file_names(fsdd, fsdd_root):
     test_names = [n for n in FSDD_FILES if int(n[:-4].split("_")[2]) < 5]   # takes 0..4
     front = AudioFrontend()

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from snn5.core import encode_direct
+from snn5.metrics.ops import MAX_SPIKES_PER_STEP, is_spike_count_tensor
 from snn5.metrics import OpCounter, count_macs, is_spike_tensor
 from snn5.metrics.ops import conv_synops
 from snn5.nn import LIF, Sequential, SpikeRecorder, TimeDistributed
@@ -92,6 +93,26 @@ def test_spike_detection():
     assert not is_spike_tensor(torch.tensor([0., 1., 0.5]))
     assert not is_spike_tensor(torch.tensor([0., 2.]))
     assert not is_spike_tensor(torch.tensor([0., float("nan")]))
+    assert is_spike_count_tensor(torch.tensor([0., 2., -3., float(MAX_SPIKES_PER_STEP)]))
+    assert not is_spike_count_tensor(torch.tensor([0., 2.5]))
+    assert not is_spike_count_tensor(torch.tensor([0., 255.]))     # raw pixels: analog input
+    assert not is_spike_count_tensor(torch.tensor([1., float("nan")]))
+
+
+def test_multi_spike_counts_are_synops_per_spike():
+    """An input n (n spikes in one step) triggers n times the accumulates of one spike: the
+    same total as n binary maps sent one after the other."""
+    torch.manual_seed(0)
+    counts = torch.randint(0, 5, (3, 2, 6, 6)).float()             # scale-and-fire, N = 4
+    lin, conv = nn.Linear(72, 7), nn.Conv2d(2, 5, 3, padding=1, stride=2)
+    with OpCounter(nn.ModuleList([lin, conv]), infer_samples=False) as ops:
+        lin(counts.flatten(1))
+        conv(counts)
+    assert ops.layers["0"].synops == int(counts.sum()) * 7 and ops.layers["0"].macs == 0
+    with OpCounter(conv, infer_samples=False) as binary:
+        for k in range(1, 5):                                       # spike k of each input
+            conv((counts >= k).float())
+    assert ops.layers["1"].synops == binary.layers[""].synops > 0 and ops.layers["1"].macs == 0
 
 
 # ----------------------------------------------------------------------------- Conv
