@@ -15,7 +15,8 @@ import json
 import logging
 
 from snn5.data import resolve_data_dir
-from snn5.train.plasticity.diehl_cook import DiehlCookConfig, DiehlCookTrainer, load_mnist_data
+from snn5.train.plasticity.diehl_cook import (DiehlCookConfig, DiehlCookData, DiehlCookTrainer,
+                                             load_mnist_data)
 
 SUMMARY = ("n_e", "seed", "samples", "test_accuracy", "test_accuracy_running_labels",
            "train_seconds", "label_seconds", "test_seconds", "train_cpu_seconds",
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", required=True, help="run folder")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     ap.add_argument("--progress", action="store_true", help="progress bars even without a TTY")
+    ap.add_argument("--holdout", type=int, default=None, metavar="N",
+                    help="evaluate on the last N training images instead of the test set, and "
+                    "train and label on the others: for choosing --physics without the test set")
     ap.add_argument("--physics", nargs="*", default=[], metavar="NAME=VALUE",
                     help="override constants of DiehlCookParams, SI units (e.g. w_ie=25 "
                     "theta_plus=0.1e-3); the defaults are the reference code's")
@@ -59,6 +63,13 @@ def main(argv: list[str] | None = None) -> dict:
                           seed=args.seed, threads=args.threads,
                           checkpoint_every=args.checkpoint_every, physics=physics)
     data = load_mnist_data(resolve_data_dir(args.data_dir))
+    if args.holdout is not None:
+        n = len(data.train_y) - args.holdout
+        if not 0 < n < len(data.train_y):
+            ap.error(f"--holdout must lie in 1..{len(data.train_y) - 1}, got {args.holdout}")
+        data = DiehlCookData(train_x=data.train_x[:n], train_y=data.train_y[:n],
+                             test_x=data.train_x[n:], test_y=data.train_y[n:],
+                             name="mnist (training images; last ones held out)")
     trainer = DiehlCookTrainer(cfg, data, out=args.out, progress=True if args.progress else None)
     metrics = trainer.fit(resume=args.resume)
     print(json.dumps({k: metrics[k] for k in SUMMARY}, indent=2))

@@ -15,6 +15,10 @@ Every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` of a model is counted at each call, 
 - any other input (the analog first layer of a direct-encoded network): dense **MACs**,
   ``output elements * fan_in`` with ``fan_in = in_features`` or ``C_in / groups * prod(kernel)``.
 
+The add-only layers of a logic-gated SNN (:data:`snn5.nn.ternary.ADD_ONLY_LAYERS`) are counted
+too: their own count of additions (active inputs x fan-out, plus unfolded bias additions) as
+SynOps, or dense MACs with ``dense=True``.
+
 Biases, normalisation, pooling, neuron updates and functional calls (``F.linear`` on a bare
 weight) are not counted. A layer whose input is all zeros counts as spiking (0 SynOps).
 """
@@ -32,13 +36,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from snn5.nn.ternary import ADD_ONLY_LAYERS
+
 _CONVS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 def counted_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The Linear and Conv1d/2d/3d modules of ``model`` that :class:`OpCounter` counts, by name."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Linear, *_CONVS))}
+    """The Linear, Conv1d/2d/3d and add-only modules of ``model`` that :class:`OpCounter`
+    counts, by name."""
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, (nn.Linear, *_CONVS, *ADD_ONLY_LAYERS))}
 
 
 MAX_SPIKES_PER_STEP = 15
@@ -66,6 +74,8 @@ def _fan_in(layer: nn.Module) -> int:
 
 def dense_macs(layer: nn.Module, output: Tensor) -> int:
     """``output elements * fan_in``: MACs of one dense call of a Linear/Conv layer."""
+    if isinstance(layer, ADD_ONLY_LAYERS):
+        return output.numel() * layer.codes[0].numel()
     return output.numel() * _fan_in(layer)
 
 
@@ -149,6 +159,7 @@ class OpCounter:
         self.layers: dict[str, LayerOps] = {name: LayerOps() for name in counted_layers(model)}
         self.samples = 0
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._additions: dict[str, int] = {}            # add-only layers: count before a call
 
     # ------------------------------------------------------------------ hooks
 
@@ -158,6 +169,8 @@ class OpCounter:
         try:
             for name, layer in counted_layers(self.model).items():
                 self.layers.setdefault(name, LayerOps())
+                if isinstance(layer, ADD_ONLY_LAYERS):
+                    self._handles.append(layer.register_forward_pre_hook(self._before(name)))
                 self._handles.append(layer.register_forward_hook(self._hook(name),
                                                                  with_kwargs=True))
             if self.infer_samples:
@@ -182,6 +195,11 @@ class OpCounter:
         if x is not None and x.ndim > 0:
             self.samples += x.shape[0]
 
+    def _before(self, name: str):
+        def hook(layer: nn.Module, args: tuple) -> None:
+            self._additions[name] = layer.op_counts.additions
+        return hook
+
     def _hook(self, name: str):
         def hook(layer: nn.Module, args: tuple, kwargs: dict[str, Any], output: Tensor) -> None:
             x = args[0] if args else kwargs.get("input")
@@ -191,7 +209,9 @@ class OpCounter:
             ops.calls += 1
             with torch.no_grad():
                 x = x.detach()
-                if self.dense or not is_spike_count_tensor(x):
+                if isinstance(layer, ADD_ONLY_LAYERS) and not self.dense:
+                    ops.synops += layer.op_counts.additions - self._additions.pop(name)
+                elif self.dense or not is_spike_count_tensor(x):
                     ops.macs += dense_macs(layer, output)
                 elif isinstance(layer, nn.Linear):
                     ops.synops += linear_synops(layer, x)

@@ -350,3 +350,22 @@ def test_conv_synops_stay_exact_under_autocast():
     expected = brute_conv_synops(conv, x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert conv_synops(conv, x) == expected
+
+
+def test_add_only_layers_count_their_additions_as_synops():
+    """A logic-gated layer's additions are SynOps (active inputs x fan-out with the bias folded);
+    with dense=True the same layer counts dense MACs."""
+    from snn5.nn.ternary import AddOnlyLinear
+
+    torch.manual_seed(0)
+    codes = torch.randint(-1, 2, (6, 10), dtype=torch.int8)
+    layer = AddOnlyLinear(codes, 0.5, None, fold_scale=True)
+    spikes = (torch.rand(4, 10) < 0.3).float()
+    with OpCounter(layer, infer_samples=False) as ops:
+        layer(spikes)
+        layer(spikes)
+    assert ops.layers[""].synops == 2 * int(spikes.sum()) * 6 > 0
+    assert ops.layers[""].macs == 0
+    with OpCounter(layer, infer_samples=False, dense=True) as dense:
+        layer(spikes)
+    assert dense.layers[""].macs == 4 * 6 * 10 and dense.layers[""].synops == 0
