@@ -17,6 +17,7 @@ from snn5.data.digits import load_digits
 from snn5.data.fsdd import load_fsdd, load_fsdd_logmel
 from snn5.data.mnist import load_mnist
 from snn5.data.nmnist import load_nmnist
+from snn5.data.pokerdvs import load_pokerdvs
 from snn5.data.root import resolve_data_dir
 
 __all__ = ["DATASETS", "DataConfig", "DatasetLoader", "load_dataset"]
@@ -39,6 +40,7 @@ DATASETS.register("mnist", load_mnist)
 DATASETS.register("fsdd", load_fsdd)
 DATASETS.register("fsdd_logmel", load_fsdd_logmel)
 DATASETS.register("nmnist", load_nmnist)
+DATASETS.register("pokerdvs", load_pokerdvs)
 
 
 class DataConfig(BaseModel):

@@ -74,7 +74,7 @@ def test_dotted_overrides(tmp_path):
     (["train.epoch=3"], "train.epoch: unknown key"),
     (["train.epochs=three"], "train.epochs: Input should be a valid integer"),
     (["model.name=resnet99"], "unknown model 'resnet99'; valid names: conv_snn, spiking_mlp"),
-    (["data.name=cifar"], "unknown dataset 'cifar'; valid names: digits, fsdd, fsdd_logmel, mnist, nmnist"),
+    (["data.name=cifar"], "unknown dataset 'cifar'; valid names: digits, fsdd, fsdd_logmel, mnist, nmnist, pokerdvs"),
     (["model.neuron.kind=hh"], "model.neuron.kind: unknown neuron 'hh'; valid names: alif, if"),
     (["model.neuron.surrogate.name=erf"], "unknown surrogate 'erf'; valid names: atan"),
     (["model.neuron.reset=soft"], "model.neuron.reset: Input should be 'subtract', 'zero' or 'none'"),

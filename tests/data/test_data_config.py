@@ -25,7 +25,7 @@ def test_public_api():
 
 
 def test_registered_datasets():
-    assert DATASETS.names() == ["digits", "fsdd", "fsdd_logmel", "mnist", "nmnist"]
+    assert DATASETS.names() == ["digits", "fsdd", "fsdd_logmel", "mnist", "nmnist", "pokerdvs"]
 
 
 def test_defaults():
@@ -53,8 +53,8 @@ def test_unknown_name_lists_valid_names():
         DataConfig(name="cifar-11")
     message = str(info.value)
     assert "name" in message and "unknown dataset 'cifar-11'" in message
-    assert "valid names: digits, fsdd, fsdd_logmel, mnist, nmnist" in message
-    with pytest.raises(UnknownNameError, match="valid names: digits, fsdd, fsdd_logmel, mnist, nmnist"):
+    assert "valid names: digits, fsdd, fsdd_logmel, mnist, nmnist, pokerdvs" in message
+    with pytest.raises(UnknownNameError, match="valid names: digits, fsdd, fsdd_logmel, mnist, nmnist, pokerdvs"):
         DATASETS.get("cifar-11")
 
 
