@@ -3,7 +3,7 @@
 from snn5.train.surrogate.config import (
     OptimizerConfig, RatePenaltyConfig, ScheduleConfig, TrainConfig,
 )
-from snn5.train.surrogate.losses import layer_rates, mean_rate, rate_penalty
+from snn5.train.surrogate.losses import layer_rates, mean_rate, rate_penalty, tet_loss
 from snn5.train.surrogate.trainer import (
     BEST, LAST, FitResult, NonFiniteError, Trainer, first_nonfinite_module,
 )
@@ -11,5 +11,5 @@ from snn5.train.surrogate.trainer import (
 __all__ = [
     "BEST", "LAST", "FitResult", "NonFiniteError", "OptimizerConfig", "RatePenaltyConfig",
     "ScheduleConfig", "TrainConfig", "Trainer", "first_nonfinite_module", "layer_rates",
-    "mean_rate", "rate_penalty",
+    "mean_rate", "rate_penalty", "tet_loss",
 ]
