@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
+from torch import Tensor, nn
 
 from snn5.models.spec import NeuronSpec
 from snn5.nn.encoders import Encoding
@@ -25,6 +25,28 @@ class ClassifierConfig(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     checkpoint_steps: int | None = Field(None, ge=1, description="train with time-chunked "
                                          "activation checkpointing (long sequences)")
+
+
+class SumTime(nn.Module):
+    """The ANN twin's view of an event sequence: ``[1, B, T, *F] -> [1, B, *F]``, the frames
+    summed (the event counts of the whole recording)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sum(dim=2)
+
+
+def step_input(cfg: ClassifierConfig, input_shape: tuple[int, ...], ann: bool
+               ) -> tuple[tuple[int, ...], int, list[nn.Module]]:
+    """``(per-step input shape, timesteps, leading layers)`` of a model built for
+    ``input_shape``. With ``encoding: events`` the data's first axis is time: the SNN takes one
+    frame per step (T from the data; ``timesteps`` is not used) and the ANN twin the frames'
+    sum in one step. Otherwise the whole sample is one step's input, for ``cfg.timesteps``."""
+    if cfg.encoding is not Encoding.EVENTS:
+        return tuple(input_shape), (1 if ann else cfg.timesteps), []
+    if len(input_shape) < 2:
+        raise ValueError(f"encoding: events needs per-sample input [T, ...] (time first), got "
+                         f"{list(input_shape)}; use a static encoding for this dataset")
+    return tuple(input_shape[1:]), (1 if ann else int(input_shape[0])), ([SumTime()] if ann else [])
 
 
 def make_neuron(cfg: ClassifierConfig, ann: bool) -> nn.Module:

@@ -8,7 +8,9 @@ from pydantic import Field
 from torch import nn
 
 from snn5.models.classifier import SpikingClassifier
-from snn5.models.common import ClassifierConfig, make_linear, make_neuron, output_layers
+from snn5.models.common import (
+    ClassifierConfig, make_linear, make_neuron, output_layers, step_input,
+)
 from snn5.models.registry import register_model
 from snn5.nn.encoders import Encoding
 from snn5.nn.layers import TimeDistributed
@@ -26,11 +28,13 @@ class SpikingMLPConfig(ClassifierConfig):
 def build_spiking_mlp(cfg: SpikingMLPConfig, input_shape: tuple[int, ...], num_classes: int,
                       *, ann: bool = False) -> SpikingClassifier:
     """Build a spiking MLP (or, with ``ann=True``, the same-size ReLU MLP run for one step)."""
+    step_shape, timesteps, lead = step_input(cfg, input_shape, ann)
     in_features = 1
-    for d in input_shape:
+    for d in step_shape:
         in_features *= d
-    layers: list[nn.Module] = [TimeDistributed(nn.Flatten())]     # [T, B, F]
-    spikes = cfg.encoding is not Encoding.DIRECT                  # is the layer input spikes?
+    layers: list[nn.Module] = [*lead, TimeDistributed(nn.Flatten())]     # [T, B, F]
+    # is the first layer's input binary spikes? (event frames hold counts: dense)
+    spikes = cfg.encoding in (Encoding.POISSON, Encoding.LATENCY)
     for width in cfg.hidden:
         if width < 1:
             raise ValueError(f"hidden widths must be >= 1, got {list(cfg.hidden)}")
@@ -46,7 +50,7 @@ def build_spiking_mlp(cfg: SpikingMLPConfig, input_shape: tuple[int, ...], num_c
         in_features, spikes = width, True
     layers.append(make_linear(in_features, num_classes, spike_input=spikes, ann=ann))
     tail, readout = output_layers(cfg, ann)
-    return SpikingClassifier(layers + tail, readout, timesteps=1 if ann else cfg.timesteps,
+    return SpikingClassifier(layers + tail, readout, timesteps=timesteps,
                              encoding=Encoding.DIRECT if ann else cfg.encoding,
                              input_shape=input_shape,
                              checkpoint_steps=None if ann else cfg.checkpoint_steps)

@@ -11,11 +11,13 @@ from snn5.core.encoders import encode_direct, encode_latency, encode_poisson
 class Encoding(Option):
     """How a static input becomes a sequence: the analog value as a current at every step
     (DIRECT), Bernoulli rate spikes (POISSON), or one spike per input, earlier when larger
-    (LATENCY)."""
+    (LATENCY); or the input already is a sequence, one frame per step (EVENTS: event-camera
+    frames ``[T, *F]`` per sample, T taken from the data)."""
 
     DIRECT = "direct"
     POISSON = "poisson"
     LATENCY = "latency"
+    EVENTS = "events"
 
 
 class DirectEncoder(nn.Module):
@@ -54,7 +56,18 @@ class LatencyEncoder(DirectEncoder):
         return encode_latency(x, self.timesteps, threshold=self.threshold)
 
 
+class EventsEncoder(DirectEncoder):
+    """The input already is a sequence: ``x [B, T, *F] -> [T, B, *F]`` (a view)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim < 2 or x.shape[1] != self.timesteps:
+            raise ValueError(f"events encoding expects [B, T={self.timesteps}, ...] with time as "
+                             f"the second axis, got shape {tuple(x.shape)}")
+        return x.transpose(0, 1)
+
+
 def build_encoder(kind: Encoding, timesteps: int) -> nn.Module:
     """The encoder module for ``kind``."""
     return {Encoding.DIRECT: DirectEncoder, Encoding.POISSON: PoissonEncoder,
-            Encoding.LATENCY: LatencyEncoder}[Encoding.parse(kind)](timesteps)
+            Encoding.LATENCY: LatencyEncoder,
+            Encoding.EVENTS: EventsEncoder}[Encoding.parse(kind)](timesteps)

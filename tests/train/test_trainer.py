@@ -161,3 +161,13 @@ def test_bf16_autocast_on_cpu(data):
     assert dtypes == {torch.bfloat16}
     assert math.isfinite(result.history[-1]["train_loss"])
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+
+
+def test_best_epoch_ties_broken_by_validation_loss(data, tmp_path, monkeypatch):
+    """Equal validation accuracy: the epoch with the lower validation loss is kept (on tiny
+    validation sets the first epoch to reach the top accuracy is rarely the best)."""
+    trainer = make_trainer(data, tmp_path, epochs=4)
+    scripted = iter([(0.9, 0.8, 0.0), (0.5, 0.9, 0.0), (0.3, 0.9, 0.0), (0.4, 0.9, 0.0)])
+    monkeypatch.setattr(trainer, "evaluate", lambda batches: next(scripted))
+    fit = trainer.fit()
+    assert (fit.best_epoch, fit.best_val_accuracy) == (2, 0.9)

@@ -70,6 +70,7 @@ class _Progress:
     batch: int = 0                 # batches of the current epoch already done
     global_step: int = 0
     best_val_accuracy: float = -1.0
+    best_val_loss: float | None = None    # breaks ties of validation accuracy (small val sets)
     best_epoch: int = -1
     train_seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
@@ -107,7 +108,8 @@ class Trainer:
         model: the network (its spiking layers are monitored for rates and the rate penalty).
         cfg: optimiser, schedule, clipping, penalty, precision and checkpoint settings.
         train: deterministic, resumable training batches.
-        val: validation batches (evaluated after every epoch; selects the best checkpoint).
+        val: validation batches (evaluated after every epoch; selects the best checkpoint:
+            highest accuracy, ties broken by the lower validation loss).
         checkpoint_dir: where ``last.safetensors`` and ``best.safetensors`` go (None: nowhere).
         seed: a fresh ``fit`` seeds torch's global RNG with it (Poisson inputs, dropout), so a
             run does not depend on what ran before it in the process; evaluation uses its own
@@ -238,8 +240,11 @@ class Trainer:
             log.info("epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f  rate %.4f",
                      st.epoch + 1, self.cfg.epochs, record.train_loss, record.train_accuracy,
                      val_acc, record.firing_rate)
-            if val_acc > st.best_val_accuracy:
+            if val_acc > st.best_val_accuracy or (
+                    val_acc == st.best_val_accuracy and st.best_val_loss is not None
+                    and val_loss < st.best_val_loss):
                 st.best_val_accuracy, st.best_epoch = val_acc, st.epoch
+                st.best_val_loss = val_loss
                 self._save_best(st.epoch, val_acc)
             st.epoch, st.batch = st.epoch + 1, 0
             st.running = _Progress().running
