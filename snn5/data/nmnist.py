@@ -26,13 +26,14 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from snn5.data import download as _download
 from snn5.data.base import ArrayDataset, DatasetFileError, SplitData, stratified_split
+from snn5.data.events import bin_events
+from snn5.data.events import tonic
 from snn5.data.root import DATA_ENV_VAR
 
 __all__ = ["NMNIST_ARCHIVES", "NMNIST_SUBSET_SHA256", "download_nmnist", "events_to_frames",
@@ -69,16 +70,6 @@ def _fix(root: Path) -> str:
             "(DataConfig(download=True), about 1 GB).")
 
 
-def _tonic() -> Any:
-    try:
-        import tonic.io
-        import tonic.transforms
-    except ImportError as exc:
-        raise ImportError("N-MNIST is read through Tonic, which is not installed: "
-                          "pip install 'snn5[events]' (or pip install tonic)") from exc
-    return tonic
-
-
 def read_nmnist_events(path: str | Path) -> np.ndarray:
     """Events of one N-MNIST ``.bin`` file, read with ``tonic.io.read_mnist_file``.
 
@@ -104,7 +95,7 @@ def read_nmnist_events(path: str | Path) -> np.ndarray:
                                "whole number of 5-byte events. The file is truncated or not an "
                                "N-MNIST .bin; replace it with an intact copy.", paths=[path])
     dtype = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
-    events = _tonic().io.read_mnist_file(str(path), dtype=dtype)
+    events = tonic().io.read_mnist_file(str(path), dtype=dtype)
     if len(events) and (events["x"].max() >= SENSOR[0] or events["y"].max() >= SENSOR[1]):
         raise DatasetFileError(f"{path} holds events outside the 34x34 sensor (x up to "
                                f"{events['x'].max()}, y up to {events['y'].max()}): not an "
@@ -128,20 +119,11 @@ def events_to_frames(events: np.ndarray, *, time_window: float, steps: int,
         ``[T, 2, H, W]`` float32 event counts; ``frames[k, p, y, x]`` counts the events of
         polarity ``p`` at pixel ``(x, y)`` with ``k * time_window <= t < (k + 1) * time_window``.
     """
-    tonic = _tonic()
-    end_us = steps * time_window * 1e6
-    events = events[events["t"] < end_us]
     sensor = SENSOR
     if spatial_factor != 1:
-        events = tonic.transforms.Downsample(spatial_factor=spatial_factor)(events)
+        events = tonic().transforms.Downsample(spatial_factor=spatial_factor)(events)
         sensor = (math.ceil(SENSOR[0] * spatial_factor), math.ceil(SENSOR[1] * spatial_factor), 2)
-    frames = torch.zeros(steps, 2, sensor[1], sensor[0])                   # [T, P, H, W]
-    if len(events):
-        to_frame = tonic.transforms.ToFrame(sensor_size=sensor, time_window=time_window * 1e6,
-                                            start_time=0, end_time=end_us)
-        f = torch.from_numpy(to_frame(events).astype(np.float32))          # [T', P, H, W]
-        frames[:min(steps, f.shape[0])] = f[:steps]
-    return frames
+    return bin_events(events, sensor, time_window=time_window, steps=steps)
 
 
 def _listing(paths: list[Path], limit: int = 10) -> str:
@@ -270,7 +252,7 @@ def load_nmnist(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
     if steps < 1 or abs(steps * time_window - duration) > 1e-9:
         raise ValueError(f"duration={duration} s must be a whole number of time_window="
                          f"{time_window} s frames")
-    _tonic()
+    tonic()
     root = Path(root)
     directory, files, is_subset = _locate(root, download)
     paths = [directory / rel for rel, _ in files]

@@ -22,7 +22,7 @@ import torch
 
 from snn5.data import download as _download
 from snn5.data.base import ArrayDataset, DatasetFileError, SplitData, stratified_split
-from snn5.data.nmnist import _tonic
+from snn5.data.events import bin_events, tonic
 from snn5.data.root import DATA_ENV_VAR
 
 __all__ = ["POKERDVS_ARCHIVES", "POKERDVS_CLASSES", "load_pokerdvs", "pokerdvs_frames"]
@@ -52,21 +52,11 @@ def pokerdvs_frames(events: np.ndarray, *, time_window: float, steps: int) -> to
     """Bin one recording ``[N, 4]`` (t [us], x, y, p) into ``[T, 2, 35, 35]`` event counts with
     Tonic's ``ToFrame`` (windows of ``time_window`` seconds from t = 0; events at or after
     ``steps * time_window`` dropped); ``frames[k, p, y, x]``."""
-    tonic = _tonic()
     rec = np.zeros(len(events), dtype=[("t", np.int64), ("x", np.int64), ("y", np.int64),
                                        ("p", np.int64)])
     for i, name in enumerate(("t", "x", "y", "p")):
         rec[name] = events[:, i].astype(np.int64)
-    end_us = steps * time_window * 1e6
-    rec = rec[rec["t"] < end_us]
-    rec = rec[np.argsort(rec["t"], kind="stable")]                       # ToFrame needs time order
-    frames = torch.zeros(steps, SENSOR[2], SENSOR[1], SENSOR[0])           # [T, P, H, W]
-    if len(rec):
-        to_frame = tonic.transforms.ToFrame(sensor_size=SENSOR, time_window=time_window * 1e6,
-                                            start_time=0, end_time=end_us)
-        f = torch.from_numpy(to_frame(rec).astype(np.float32))             # [T', P, H, W]
-        frames[:min(steps, f.shape[0])] = f[:steps]
-    return frames
+    return bin_events(rec, SENSOR, time_window=time_window, steps=steps)
 
 
 def _read_archive(path: Path, expected: int) -> tuple[list[np.ndarray], list[int]]:
@@ -127,7 +117,7 @@ def load_pokerdvs(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
     if steps < 1 or abs(steps * time_window - duration) > 1e-9:
         raise ValueError(f"duration={duration} s must be a whole number of time_window="
                          f"{time_window} s frames")
-    _tonic()
+    tonic()
     directory = Path(root) / "poker-dvs"
     data: dict[str, tuple[list[np.ndarray], list[int]]] = {}
     for name, (md5, count) in POKERDVS_ARCHIVES.items():
