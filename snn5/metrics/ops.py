@@ -82,17 +82,16 @@ def dense_macs(layer: nn.Module, output: Tensor) -> int:
 def linear_synops(layer: nn.Linear, x: Tensor) -> int:
     """Accumulates triggered by the spikes of ``x: [..., in_features]``: every nonzero entry,
     ``|n|`` times for a count ``n`` of spikes."""
-    spikes = int(torch.count_nonzero(x)) if is_spike_tensor(x) else int(
-        x.abs().sum(dtype=torch.float64).round().item())
-    return spikes * layer.out_features
+    return int(x.abs().sum(dtype=torch.float64).round().item()) * layer.out_features
 
 
 def conv_synops(layer: nn.Conv1d | nn.Conv2d | nn.Conv3d, x: Tensor) -> int:
     """Accumulates triggered by the spikes of ``x: [N, C_in, *S]`` (or ``[C_in, *S]``): every
     nonzero entry, ``|n|`` times for a count ``n`` of spikes.
 
-    The activity map (0/1, or the spike counts ``|n|``) is convolved with an all-ones kernel ``[groups, C_in/groups, *k]``
-    (same stride, padding, dilation, groups and padding mode as ``layer``): each output entry
+    The activity map (0/1, or the spike counts ``|n|``) is convolved with an all-ones kernel
+    ``[groups, C_in/groups, *k]`` (same stride, padding, dilation, groups and padding mode as
+    ``layer``): each output entry
     ``[n, g, *o]`` is the number of active inputs of group ``g`` in the window of position ``o``.
     Their sum counts (active input, output position) pairs; each pair feeds ``C_out / groups``
     output channels.
@@ -298,5 +297,6 @@ def count_macs(model: nn.Module, x: Tensor) -> float:
     return counter.macs_per_sample
 
 
-__all__ = ["LayerOps", "MAX_SPIKES_PER_STEP", "OpCounter", "conv_synops", "count_macs", "counted_layers", "dense_macs",
-           "eval_mode", "is_spike_count_tensor", "is_spike_tensor", "linear_synops"]
+__all__ = ["LayerOps", "MAX_SPIKES_PER_STEP", "OpCounter", "conv_synops", "count_macs",
+           "counted_layers", "dense_macs", "eval_mode", "is_spike_count_tensor", "is_spike_tensor",
+           "linear_synops"]

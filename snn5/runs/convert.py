@@ -79,8 +79,8 @@ def prepare_ann(cfg: RunConfig, data: SplitData, out: Path, progress: bool | Non
     fit = trainer.fit()
     tensors, _ = load_checkpoint(out / "ann" / "checkpoints" / BEST)
     ann.load_state_dict(unprefixed("model", tensors))
-    from safetensors.torch import save_file
-    save_file({k: v.contiguous() for k, v in ann.state_dict().items()}, str(out / ANN_WEIGHTS))
+    save_checkpoint(out / ANN_WEIGHTS, ann.state_dict(), {"kind": "ann_state_dict",
+                                                           "ann": cc.ann.name})
     return ann.eval(), {"ann_val_accuracy": fit.best_val_accuracy, "ann_best_epoch": fit.best_epoch,
                         "ann_epochs": cfg.train.epochs, "ann_train_seconds": fit.train_seconds,
                         "ann_history": fit.history}
