@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -18,13 +18,15 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit generator seed that depends only on ``(seed, epoch)``, well mixed.
+def _epoch_seed(seed: int, epoch: int, batch: int | None = None) -> int:
+    """A 63-bit generator seed that depends only on ``(seed, epoch)`` (and ``batch`` for the
+    augmentation draws), well mixed.
 
     Hashing keeps nearby pairs apart: ``(seed=1, epoch=0)`` and ``(seed=0, epoch=1)`` give
     unrelated orders, which ``seed + epoch`` would not.
     """
-    digest = hashlib.sha256(f"snn5.BatchLoader:{seed}:{epoch}".encode()).digest()
+    key = f"snn5.BatchLoader:{seed}:{epoch}" + ("" if batch is None else f":augment:{batch}")
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
@@ -42,6 +44,9 @@ class BatchLoader:
         shuffle: Draw a new order each epoch; ``False`` keeps the dataset order.
         seed: Seed of the shuffling (independent of the model's seed if you like).
         drop_last: Drop the last batch when it has fewer than ``batch_size`` samples.
+        augment: ``augment(x, generator) -> x`` applied to every batch (training-time
+            augmentation such as :class:`snn5.data.Augment`); its generator is seeded from
+            ``(seed, epoch, batch)``, so augmented batches are reproducible and resumable.
 
     Shape:
         Each batch is ``(x, y)`` with ``x: [B, *input_shape]`` and ``y: [B]``.
@@ -57,7 +62,8 @@ class BatchLoader:
     """
 
     def __init__(self, dataset: ArrayDataset, batch_size: int, *, shuffle: bool,
-                 seed: int = 0, drop_last: bool = False) -> None:
+                 seed: int = 0, drop_last: bool = False,
+                 augment: Callable[[Tensor, torch.Generator], Tensor] | None = None) -> None:
         if not isinstance(dataset, ArrayDataset):
             raise TypeError(f"BatchLoader needs an ArrayDataset, got {type(dataset).__name__}; "
                             "wrap tensors as ArrayDataset(x, y).")
@@ -76,6 +82,7 @@ class BatchLoader:
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
+        self.augment = augment
         self._num_batches = num_batches
 
     @property
@@ -118,19 +125,24 @@ class BatchLoader:
             raise ValueError(f"start must be an integer batch index in [0, {self._num_batches}] "
                              f"(num_batches of this loader), got {start!r}.")
         order = self.order(epoch)  # validates epoch now, not at the first next()
-        return self._iterate(order if self.shuffle else None, start)
+        return self._iterate(order if self.shuffle else None, start, epoch)
 
-    def _iterate(self, order: Tensor | None, start: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def _iterate(self, order: Tensor | None, start: int, epoch: int
+                 ) -> Iterator[tuple[Tensor, Tensor]]:
         x, y = self.dataset.x, self.dataset.y
         if order is not None:
             order = order.to(y.device)
         for b in range(start, self._num_batches):
             lo, hi = b * self.batch_size, (b + 1) * self.batch_size
             if order is None:
-                yield x[lo:hi], y[lo:hi]              # views, no copy
+                xb, yb = x[lo:hi], y[lo:hi]           # views, no copy
             else:
                 idx = order[lo:hi]                    # [B]
-                yield x[idx], y[idx]
+                xb, yb = x[idx], y[idx]
+            if self.augment is not None:
+                generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, b))
+                xb = self.augment(xb, generator)
+            yield xb, yb
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.batches(0)
@@ -138,4 +150,4 @@ class BatchLoader:
     def __repr__(self) -> str:
         return (f"BatchLoader(n={len(self.dataset)}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, seed={self.seed}, drop_last={self.drop_last}, "
-                f"num_batches={self._num_batches})")
+                f"augment={self.augment!r}, num_batches={self._num_batches})")

@@ -12,6 +12,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from snn5._registry import Registry
+from snn5.data.augment import Augment
 from snn5.data.base import ArrayDataset, SplitData, stratified_split
 from snn5.data.digits import load_digits
 from snn5.data.fsdd import load_fsdd, load_fsdd_logmel
@@ -57,6 +58,9 @@ class DataConfig(BaseModel):
         train_subset: Train on a stratified subset of this many training samples (drawn with
             ``split_seed``) for short runs; validation and test sets are unchanged. ``None``:
             all of them.
+        augment: Random training-time augmentation of the training batches (shift,
+            hflip, cutout, event_drop, time_shift; all off by default); see
+            :class:`snn5.data.Augment`. Validation and test data are never augmented.
 
     Example:
         >>> data = load_dataset(DataConfig(name="digits", val_fraction=0.2))
@@ -70,6 +74,7 @@ class DataConfig(BaseModel):
     split_seed: int = Field(default=0, ge=0, lt=2**32)
     download: bool = False
     train_subset: int | None = Field(default=None, ge=1)
+    augment: Augment = Augment()
 
     @field_validator("name")
     @classmethod

@@ -71,8 +71,11 @@ def prepare_ann(cfg: RunConfig, data: SplitData, out: Path, progress: bool | Non
                         report["missing"], report["unexpected"])
         return ann.eval(), {"ann_weights": cc.ann_weights, "ann_train_seconds": 0.0,
                             "ann_load_report": report}
+    augment = cfg.data.augment if cfg.data.augment.active else None
+    if augment is not None:
+        augment.check_sample_shape(tuple(data.train.x.shape[1:]))
     trainer = Trainer(ann, cfg.train, BatchLoader(data.train, cfg.train.batch_size, shuffle=True,
-                                                  seed=cfg.seed),
+                                                  seed=cfg.seed, augment=augment),
                       BatchLoader(data.val, cfg.train.eval_batch_size, shuffle=False),
                       checkpoint_dir=out / "ann" / "checkpoints", seed=cfg.seed,
                       progress=progress)

@@ -101,6 +101,9 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
     _prepare_out(cfg, out, resume)
     data = load_dataset(cfg.data)                 # fail on data/model problems before writing
     model, ann = build_run_models(cfg, data)
+    augment = cfg.data.augment if cfg.data.augment.active else None
+    if augment is not None:
+        augment.check_sample_shape(tuple(data.train.x.shape[1:]))
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / CONFIG)
     if cfg.paradigm == "plasticity":
@@ -108,14 +111,15 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
         device = resolve_device(pc.device)
         started = provenance(device)              # the code and machine this process runs on
         fit = fit_plasticity(model, pc, BatchLoader(data.train, pc.batch_size, shuffle=True,
-                                                    seed=cfg.seed),
+                                                    seed=cfg.seed, augment=augment),
                              BatchLoader(data.val, pc.eval_batch_size, shuffle=False),
                              num_classes=data.num_classes, checkpoint_dir=out / "checkpoints",
                              seed=cfg.seed, progress=progress, resume=resume)
         epochs = pc.epochs
     else:
         trainer = Trainer(model, cfg.train, BatchLoader(data.train, cfg.train.batch_size,
-                                                        shuffle=True, seed=cfg.seed),
+                                                        shuffle=True, seed=cfg.seed,
+                                                        augment=augment),
                           BatchLoader(data.val, cfg.train.eval_batch_size, shuffle=False),
                           checkpoint_dir=out / "checkpoints", seed=cfg.seed, callbacks=callbacks,
                           progress=progress)

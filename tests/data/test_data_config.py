@@ -14,7 +14,7 @@ from snn5._registry import UnknownNameError
 from snn5.data import DATASETS, ArrayDataset, DataConfig, SplitData, load_dataset
 
 PUBLIC = {"DataConfig", "DATASETS", "load_dataset", "SplitData", "ArrayDataset", "BatchLoader",
-          "resolve_data_dir", "DatasetFileError", "download_mnist"}
+          "resolve_data_dir", "DatasetFileError", "download_mnist", "Augment"}
 
 
 def test_public_api():
@@ -31,7 +31,9 @@ def test_registered_datasets():
 def test_defaults():
     cfg = DataConfig()
     assert cfg.model_dump() == {"name": "digits", "data_dir": None, "val_fraction": 0.1,
-                                "split_seed": 0, "download": False, "train_subset": None}
+                                "split_seed": 0, "download": False, "train_subset": None,
+                                "augment": {"shift": 0, "hflip": False, "cutout": 0,
+                                            "event_drop": 0.0, "time_shift": 0}}
 
 
 def test_train_subset_is_stratified_and_leaves_val_and_test_alone():
