@@ -11,6 +11,12 @@ from snn5.core.neurons import (
     alif_scan, alif_step, decay, if_scan, if_step, li_scan, li_step, lif_scan, lif_step,
     plif_raw, plif_scan, plif_step, plif_tau, reset_membrane,
 )
+from snn5.core.neurons_ext import (
+    ELLIFParams, GLIFParams, IntLIFParams, RefractoryLIFParams, RefractoryLIFState, TCLIFParams,
+    TCLIFState, el_lif_scan, el_lif_step, glif_scan, glif_step, int_lif_binary_scan,
+    int_lif_binary_step, int_lif_scan, int_lif_step, refractory_lif_scan, refractory_lif_step,
+    tclif_scan, tclif_step,
+)
 from snn5.core import plasticity, reservoir
 from snn5.core.options import Option, Reset
 from snn5.core.surrogate import (
@@ -24,4 +30,8 @@ __all__ = [
     "encode_direct", "encode_latency", "encode_poisson", "if_scan", "if_step", "li_scan",
     "li_step", "lif_scan", "lif_step", "plasticity", "plif_raw", "plif_scan", "plif_step", "plif_tau",
     "reservoir", "reset_membrane", "spike",
+    "ELLIFParams", "GLIFParams", "IntLIFParams", "RefractoryLIFParams", "RefractoryLIFState",
+    "TCLIFParams", "TCLIFState", "el_lif_scan", "el_lif_step", "glif_scan", "glif_step",
+    "int_lif_binary_scan", "int_lif_binary_step", "int_lif_scan", "int_lif_step",
+    "refractory_lif_scan", "refractory_lif_step", "tclif_scan", "tclif_step",
 ]

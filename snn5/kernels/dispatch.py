@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from snn5.core import neurons as core
+from snn5.core import neurons_ext as core_ext
 from snn5.core.options import Option, Reset
 from snn5.core.surrogate import ATan, FastSigmoid, Rectangle, Sigmoid, Surrogate, Triangle
 from snn5.kernels.build import load_cpu_kernels
@@ -37,7 +38,13 @@ SURROGATE_IDS: dict[type[Surrogate], int] = {ATan: 0, Sigmoid: 1, FastSigmoid: 2
 RESET_IDS = {Reset.SUBTRACT: 0, Reset.ZERO: 1, Reset.NONE: 2}
 REFERENCE_SCANS: dict[str, Callable] = {"if": core.if_scan, "lif": core.lif_scan,
                                         "plif": core.plif_scan, "alif": core.alif_scan,
-                                        "li": core.li_scan}
+                                        "li": core.li_scan,
+                                        # reference only (no fused kernel): AUTO runs these
+                                        "glif": core_ext.glif_scan,
+                                        "tc_lif": core_ext.tclif_scan,
+                                        "el_lif": core_ext.el_lif_scan,
+                                        "int_lif": core_ext.int_lif_scan,
+                                        "refractory_lif": core_ext.refractory_lif_scan}
 FUSED_FAMILIES = ("if", "lif", "plif", "alif")
 _F64 = torch.float64
 
@@ -144,6 +151,9 @@ def scan(family: str, x_seq: Tensor, state: NamedTuple, p: tuple, *, dt: float,
     Raises ValueError when a fused backend is forced where it cannot run, saying why.
     """
     backend = Backend.parse(backend)
+    if family not in REFERENCE_SCANS:
+        raise ValueError(f"unknown neuron family '{family}'; known: "
+                         f"{', '.join(sorted(REFERENCE_SCANS))}")
     kw = {"dt": dt, "surrogate": surrogate, "width": width}
     if backend is Backend.REFERENCE:
         return REFERENCE_SCANS[family](x_seq, state, p, **kw)

@@ -10,6 +10,10 @@ from snn5.nn.neurons import (
     ALIF, IF, LI, LIF, NEURONS, PLIF, ALIFCell, IFCell, LICell, LIFCell, Neuron, NeuronBase,
     NeuronCell, PLIFCell,
 )
+from snn5.nn.neurons_ext import (
+    ELLIF, GLIF, TCLIF, ELLIFCell, GLIFCell, IntLIF, IntLIFCell, RefractoryLIF, RefractoryLIFCell,
+    TCLIFCell,
+)
 from snn5.nn.readout import (
     MembraneReadout, Readout, SpikeCount, TimeMean, build_readout, readout_is_spiking,
 )
@@ -25,4 +29,6 @@ __all__ = [
     "NeuronCell", "PLIF", "PLIFCell", "PoissonEncoder", "Readout", "Sequential", "SpikeCount",
     "SpikeRecorder", "TimeDistributed", "TimeMean", "build_encoder", "build_readout",
     "is_stateful", "readout_is_spiking", "spiking_layers",
+    "ELLIF", "ELLIFCell", "GLIF", "GLIFCell", "IntLIF", "IntLIFCell", "RefractoryLIF",
+    "RefractoryLIFCell", "TCLIF", "TCLIFCell",
 ]

@@ -58,6 +58,7 @@ class NeuronBase(nn.Module):
     """
 
     spiking: ClassVar[bool] = True
+    max_spike: int = 1              # largest spike value (integer-spike neurons emit up to D)
     family: ClassVar[str]
     _step_fn: ClassVar[Any]
     _state_type: ClassVar[type[NamedTuple]]
@@ -141,28 +142,34 @@ class Neuron(NeuronBase):
     stateful: ClassVar[bool] = True
 
     def forward(self, x_seq: Tensor, state: NamedTuple | None = None) -> tuple[Tensor, NamedTuple]:
+        return scan(self.family, x_seq, self._start(x_seq, state), self.params(),
+                    backend=self.backend, **self._kw())
+
+    def _start(self, x_seq: Tensor, state: NamedTuple | None) -> NamedTuple:
+        """Check ``x_seq [T, B, *F]`` and ``state``; the state to start from."""
         if x_seq.ndim < 2 or x_seq.shape[0] == 0:
             raise ValueError(f"{type(self).__name__} takes a time-major sequence [T, B, ...] with "
                              f"T >= 1, got shape {tuple(x_seq.shape)}; use "
                              f"{type(self).__name__}Cell for one step.")
         x0 = x_seq[0].detach()
         if state is None:
-            state = self.init_state(x0)
-        else:
-            self._check_state(state, x0)
-        return scan(self.family, x_seq, state, self.params(), backend=self.backend,
-                    **self._kw())
+            return self.init_state(x0)
+        self._check_state(state, x0)
+        return state
 
 
 class NeuronCell(NeuronBase):
     """One step of a neuron: ``forward(x [B, *F], state=None) -> (out [B, *F], state)``."""
 
     def forward(self, x: Tensor, state: NamedTuple | None = None) -> tuple[Tensor, NamedTuple]:
+        return self._step_fn(x, self._start(x, state), self.params(), **self._kw())
+
+    def _start(self, x: Tensor, state: NamedTuple | None) -> NamedTuple:
+        """Check one step's ``x [B, *F]`` and ``state``; the state to start from."""
         if state is None:
-            state = self.init_state(x.detach())
-        else:
-            self._check_state(state, x)
-        return self._step_fn(x, state, self.params(), **self._kw())
+            return self.init_state(x.detach())
+        self._check_state(state, x)
+        return state
 
 
 # ----------------------------------------------------------------------------- families
