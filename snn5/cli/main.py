@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace a previous quickstart in --out")
     _add_data_dir(p)
 
+    p = sub.add_parser("bench", help="train and measure a suite of (model, dataset) entries; "
+                       "writes bench.json and a Markdown leaderboard")
+    p.add_argument("suite", help="suite YAML (see benchmarks/suites/)")
+    p.add_argument("--out", required=True, help="output folder (an interrupted suite resumes)")
+    _add_data_dir(p)
+
     sub.add_parser("info", help="versions, device, threads, registered components, kernels")
 
     p = sub.add_parser("download", help="download a dataset's original files (needs internet)")
@@ -122,6 +128,16 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from snn5.runs.bench import LEADERBOARD, leaderboard_table, run_bench
+
+    result = run_bench(args.suite, args.out, data_dir=args.data_dir)
+    print(leaderboard_table(result["rows"]))
+    print(f"\n{len(result['rows'])} entries in {result['seconds']:.0f} s; "
+          f"leaderboard: {os.path.join(args.out, LEADERBOARD)}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import numpy
     import torch
@@ -170,8 +186,9 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "convert": cmd_convert, "evaluate": cmd_evaluate, "quickstart": cmd_quickstart,
-            "info": cmd_info, "download": cmd_download}
+COMMANDS = {"train": cmd_train, "convert": cmd_convert, "evaluate": cmd_evaluate,
+            "quickstart": cmd_quickstart, "bench": cmd_bench, "info": cmd_info,
+            "download": cmd_download}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

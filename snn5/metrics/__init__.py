@@ -1,4 +1,5 @@
-"""L4 measurement: accuracy, firing rates, SynOps and MACs, energy models, latency.
+"""L4 measurement: accuracy, firing rates, SynOps and MACs, energy models, latency, and the
+time-reversal test.
 
 Example:
     >>> from snn5.metrics import measure
@@ -12,9 +13,10 @@ from snn5.metrics.energy import (
 )
 from snn5.metrics.measure import Measurement, accuracy, measure, predict
 from snn5.metrics.ops import LayerOps, OpCounter, count_macs, is_spike_tensor
+from snn5.metrics.reversal import reverse_time, time_axis, time_reversal_accuracy
 
 __all__ = [
     "ENERGY_MODELS", "HOROWITZ_45NM", "EnergyModel", "FiringRates", "LayerOps", "Measurement",
     "OpCounter", "accuracy", "ann_energy_j", "count_macs", "get_energy_model", "is_spike_tensor",
-    "measure", "predict", "snn_energy_j",
+    "measure", "predict", "reverse_time", "snn_energy_j", "time_axis", "time_reversal_accuracy",
 ]
