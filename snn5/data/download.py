@@ -59,8 +59,8 @@ def fetch_url(url: str, out: BinaryIO, *, timeout: float = 60.0) -> int:
     return written
 
 
-def download_file(filename: str, directory: Path, *, md5: str, mirrors: Sequence[str],
-                  fix: str = "") -> Path:
+def download_file(filename: str, directory: Path, *, md5: str, mirrors: Sequence[str] = (),
+                  urls: Sequence[str] = (), fix: str = "") -> Path:
     """Download ``filename`` into ``directory`` from the first mirror that serves it intact.
 
     Each attempt streams into a temp file in ``directory`` and is renamed onto
@@ -71,7 +71,9 @@ def download_file(filename: str, directory: Path, *, md5: str, mirrors: Sequence
         filename: File name, appended to each mirror's base URL.
         directory: Destination folder (created if missing).
         md5: Expected hex md5 of the file.
-        mirrors: Base URLs ending in ``/``, tried in order.
+        mirrors: Base URLs ending in ``/``, tried in order (``filename`` is appended).
+        urls: Full URLs of the file, tried after the mirrors (for hosts such as figshare whose
+            addresses do not end in the file name).
         fix: Sentence telling the user what to do when every mirror fails.
 
     Returns:
@@ -83,9 +85,8 @@ def download_file(filename: str, directory: Path, *, md5: str, mirrors: Sequence
     directory = Path(directory)
     dest = directory / filename
     failures: list[str] = []
-    for base in mirrors:
-        url = base if base.endswith("/") else base + "/"
-        url += filename
+    candidates = [(base if base.endswith("/") else base + "/") + filename for base in mirrors]
+    for url in [*candidates, *urls]:
         tmp: str | None = None
         start = time.perf_counter()
         logger.info("downloading %s -> %s", url, dest)

@@ -29,15 +29,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from snn5.data import download as _download
 from snn5.data.base import ArrayDataset, DatasetFileError, SplitData, stratified_split
-from snn5.data.events import bin_events
-from snn5.data.events import tonic
+from snn5.data.cache import cached_tensors
+from snn5.data.events import bin_events, tonic
 from snn5.data.root import DATA_ENV_VAR
 
-__all__ = ["NMNIST_ARCHIVES", "NMNIST_SUBSET_SHA256", "download_nmnist", "events_to_frames",
-           "load_nmnist", "read_nmnist_events"]
+__all__ = ["NMNIST_ARCHIVES", "NMNIST_SUBSET_SHA256", "NMNISTOptions", "download_nmnist",
+           "events_to_frames", "load_nmnist", "read_nmnist_events"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,37 @@ NMNIST_SUBSET_SHA256 = "374f76b079b922378624621efb492b03b481c2311f5bd1c3b52c4fbb
 recordings of the shipped subset, sorted by path."""
 
 _FULL_COUNTS = {"Train": 60_000, "Test": 10_000}
+
+
+class NMNISTOptions(BaseModel):
+    """Binning of N-MNIST (``data.options`` in YAML).
+
+    Args:
+        time_window: Frame length, seconds.
+        duration: Seconds kept per recording, a whole number of ``time_window``.
+        spatial_factor: Sensor scale in (0, 1] (Tonic's ``Downsample``).
+        cache: Keep the binned frames on disk (see :mod:`snn5.data.cache`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    time_window: float = Field(default=20e-3, gt=0.0, allow_inf_nan=False)
+    duration: float = Field(default=0.3, gt=0.0, allow_inf_nan=False)
+    spatial_factor: float = Field(default=1.0, gt=0.0, le=1.0)
+    cache: bool = True
+
+    @model_validator(mode="after")
+    def _whole_frames(self) -> NMNISTOptions:
+        steps = int(round(self.duration / self.time_window))
+        if steps < 1 or abs(steps * self.time_window - self.duration) > 1e-9:
+            raise ValueError(f"duration={self.duration} s must be a whole number of "
+                             f"time_window={self.time_window} s frames")
+        return self
+
+    @property
+    def steps(self) -> int:
+        """Number of frames ``T = duration / time_window``."""
+        return int(round(self.duration / self.time_window))
 _SUBSET_COUNTS = {"Train": 1_000, "Test": 100}
 
 
@@ -214,7 +246,7 @@ def _locate(root: Path, download: bool) -> tuple[Path, list[tuple[str, int]], bo
 
 def load_nmnist(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
                 download: bool = False, time_window: float = 20e-3, duration: float = 0.3,
-                spatial_factor: float = 1.0) -> SplitData:
+                spatial_factor: float = 1.0, cache: bool = True) -> SplitData:
     """Load N-MNIST (full set or the shipped subset) as event frames, split train / val / test.
 
     Each recording's events in ``[0, duration)`` are binned with Tonic's ``ToFrame`` into
@@ -230,6 +262,8 @@ def load_nmnist(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
         time_window: Frame length, seconds (20 ms).
         duration: Seconds kept per recording (the three saccades take about 0.3 s).
         spatial_factor: Scale of the sensor (Tonic's ``Downsample``); 0.5 gives 17x17 frames.
+        cache: Keep the binned frames on disk, keyed by the files' checksum and the binning
+            parameters (:mod:`snn5.data.cache`).
 
     Returns:
         The split dataset. ``x``: float32 event counts ``[N, T, 2, H, W]`` (polarity channel
@@ -242,16 +276,9 @@ def load_nmnist(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
             checksum; the message names the file(s) and the fix.
         ImportError: Tonic is not installed (the message gives the pip command).
     """
-    for name, value in (("time_window", time_window), ("duration", duration)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r} "
-                             "(20 ms is 20e-3)")
-    if not 0 < spatial_factor <= 1:
-        raise ValueError(f"spatial_factor must lie in (0, 1], got {spatial_factor}")
-    steps = int(round(duration / time_window))
-    if steps < 1 or abs(steps * time_window - duration) > 1e-9:
-        raise ValueError(f"duration={duration} s must be a whole number of time_window="
-                         f"{time_window} s frames")
+    opts = NMNISTOptions(time_window=time_window, duration=duration,
+                         spatial_factor=spatial_factor, cache=cache)
+    steps = opts.steps
     tonic()
     root = Path(root)
     directory, files, is_subset = _locate(root, download)
@@ -276,13 +303,20 @@ def load_nmnist(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
                                f"(set sha256 {digest}, expected {NMNIST_SUBSET_SHA256}): a "
                                "recording was changed; compare the files with its MANIFEST.tsv "
                                f"and replace the corrupt one. {_fix(root)}", paths=[directory])
-    frames = None
-    for i, path in enumerate(paths):
-        f = events_to_frames(read_nmnist_events(path), time_window=time_window, steps=steps,
-                             spatial_factor=spatial_factor)                  # [T, P, H, W]
-        if frames is None:
-            frames = f.new_zeros(len(paths), *f.shape)                       # [N, T, P, H, W]
-        frames[i] = f
+
+    def build() -> dict[str, torch.Tensor]:
+        frames = None
+        for i, path in enumerate(paths):
+            f = events_to_frames(read_nmnist_events(path), time_window=time_window, steps=steps,
+                                 spatial_factor=spatial_factor)              # [T, P, H, W]
+            if frames is None:
+                frames = f.new_zeros(len(paths), *f.shape)                   # [N, T, P, H, W]
+            frames[i] = f
+        return {"x": frames}
+
+    params = opts.model_dump(exclude={"cache"})
+    frames = cached_tensors("nmnist", digest, params, build, root=root,
+                            enabled=opts.cache)["x"]
     sensor = frames.shape[-1], frames.shape[-2]
 
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)

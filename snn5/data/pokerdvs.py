@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from snn5.data import download as _download
 from snn5.data.base import ArrayDataset, DatasetFileError, SplitData, stratified_split
+from snn5.data.cache import cached_tensors
 from snn5.data.events import bin_events, tonic
 from snn5.data.root import DATA_ENV_VAR
 
-__all__ = ["POKERDVS_ARCHIVES", "POKERDVS_CLASSES", "load_pokerdvs", "pokerdvs_frames"]
+__all__ = ["POKERDVS_ARCHIVES", "POKERDVS_CLASSES", "POKERDVSOptions", "load_pokerdvs",
+           "pokerdvs_frames"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,30 @@ POKERDVS_ARCHIVES: dict[str, tuple[str, int]] = {
     "pips_test.tar.gz": ("eef2bf7d0d3defae89a6fa98b07c17af", 20),
 }
 """Tarball -> (md5 as Tonic checks it, number of recordings)."""
+
+
+class POKERDVSOptions(BaseModel):
+    """Binning of POKER-DVS (``data.options`` in YAML).
+
+    Args:
+        time_window: Frame length, seconds.
+        duration: Seconds kept per recording, a whole number of ``time_window``.
+        cache: Keep the binned frames on disk (see :mod:`snn5.data.cache`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    time_window: float = Field(default=2e-3, gt=0.0, allow_inf_nan=False)
+    duration: float = Field(default=30e-3, gt=0.0, allow_inf_nan=False)
+    cache: bool = True
+
+    @model_validator(mode="after")
+    def _whole_frames(self) -> POKERDVSOptions:
+        steps = int(round(self.duration / self.time_window))
+        if steps < 1 or abs(steps * self.time_window - self.duration) > 1e-9:
+            raise ValueError(f"duration={self.duration} s must be a whole number of "
+                             f"time_window={self.time_window} s frames")
+        return self
 
 
 def _fix(directory: Path) -> str:
@@ -88,7 +114,7 @@ def _read_archive(path: Path, expected: int) -> tuple[list[np.ndarray], list[int
 
 def load_pokerdvs(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
                   download: bool = False, time_window: float = 2e-3,
-                  duration: float = 30e-3) -> SplitData:
+                  duration: float = 30e-3, cache: bool = True) -> SplitData:
     """Load POKER-DVS as event frames, split train / val / test.
 
     Args:
@@ -99,6 +125,8 @@ def load_pokerdvs(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
         download: Fetch missing tarballs first (needs internet).
         time_window: Frame length, seconds (2 ms).
         duration: Seconds kept per recording (the longest shipped one lasts 29.9 ms).
+        cache: Keep the binned frames on disk, keyed by the tarballs' md5 and the binning
+            parameters (:mod:`snn5.data.cache`).
 
     Returns:
         ``x``: float32 event counts ``[N, T, 2, 35, 35]`` with ``T = duration / time_window``;
@@ -109,14 +137,8 @@ def load_pokerdvs(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
             and the fix.
         ImportError: Tonic is not installed (the message gives the pip command).
     """
-    for name, value in (("time_window", time_window), ("duration", duration)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r} "
-                             "(2 ms is 2e-3)")
+    opts = POKERDVSOptions(time_window=time_window, duration=duration, cache=cache)
     steps = int(round(duration / time_window))
-    if steps < 1 or abs(steps * time_window - duration) > 1e-9:
-        raise ValueError(f"duration={duration} s must be a whole number of time_window="
-                         f"{time_window} s frames")
     tonic()
     directory = Path(root) / "poker-dvs"
     data: dict[str, tuple[list[np.ndarray], list[int]]] = {}
@@ -134,13 +156,18 @@ def load_pokerdvs(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
                                    f"Tonic checks); it is corrupt or another version. "
                                    f"{_fix(directory)}", paths=[path])
         data[name] = _read_archive(path, count)
+    checksum = "+".join(md5 for md5, _ in POKERDVS_ARCHIVES.values())
 
-    def frames(events: list[np.ndarray]) -> torch.Tensor:
-        return torch.stack([pokerdvs_frames(e, time_window=time_window, steps=steps)
-                            for e in events])                               # [N, T, P, H, W]
+    def build() -> dict[str, torch.Tensor]:
+        return {f"{split}_x": torch.stack([pokerdvs_frames(e, time_window=time_window,
+                                                           steps=steps)
+                                           for e in data[f"pips_{split}.tar.gz"][0]])
+                for split in ("train", "test")}                             # [N, T, P, H, W]
 
-    train_x, train_y = frames(data["pips_train.tar.gz"][0]), data["pips_train.tar.gz"][1]
-    test_x, test_y = frames(data["pips_test.tar.gz"][0]), data["pips_test.tar.gz"][1]
+    frames = cached_tensors("pokerdvs", checksum, opts.model_dump(exclude={"cache"}), build,
+                            root=root, enabled=opts.cache)
+    train_x, train_y = frames["train_x"], data["pips_train.tar.gz"][1]
+    test_x, test_y = frames["test_x"], data["pips_test.tar.gz"][1]
     train_y_t = torch.tensor(train_y, dtype=torch.int64)
     keep, held = stratified_split(train_y_t.numpy(), val_fraction, split_seed)
 
@@ -150,7 +177,6 @@ def load_pokerdvs(root: Path, *, val_fraction: float = 0.1, split_seed: int = 0,
 
     train, val = subset(train_x, train_y_t, keep), subset(train_x, train_y_t, held)
     test = ArrayDataset(test_x, torch.tensor(test_y, dtype=torch.int64))
-    checksum = "+".join(md5 for md5, _ in POKERDVS_ARCHIVES.values())
     description = (f"POKER-DVS (4 card pips, DVS 35x35 crops binned by Tonic into {steps} frames "
                    f"of {time_window * 1e3:g} ms): train {len(train)} / val {len(val)} / "
                    f"test {len(test)}")

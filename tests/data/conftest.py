@@ -11,3 +11,11 @@ import pytest
 def mnist_dir(mnist_root: Path) -> Path:
     """The folder holding the four original MNIST files."""
     return mnist_root / "mnist"
+
+
+@pytest.fixture(autouse=True)
+def _frame_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Binned-frame caches go to a per-session temp folder, never the user's ~/.cache."""
+    path = tmp_path_factory.getbasetemp() / "snn5-frame-cache"
+    monkeypatch.setenv("SNN5_CACHE", str(path))
+    return path

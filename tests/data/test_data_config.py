@@ -12,6 +12,7 @@ import torch
 import snn5.data
 from snn5._registry import UnknownNameError
 from snn5.data import DATASETS, ArrayDataset, DataConfig, SplitData, load_dataset
+from snn5.data.registry import DATASET_OPTIONS
 
 PUBLIC = {"DataConfig", "DATASETS", "load_dataset", "SplitData", "ArrayDataset", "BatchLoader",
           "resolve_data_dir", "DatasetFileError", "download_mnist", "Augment"}
@@ -25,7 +26,9 @@ def test_public_api():
 
 
 def test_registered_datasets():
-    assert DATASETS.names() == ["digits", "fsdd", "fsdd_logmel", "mnist", "nmnist", "pokerdvs"]
+    assert DATASETS.names() == ["cifar10dvs", "digits", "dvsgesture", "fsdd", "fsdd_logmel",
+                                "mnist", "nmnist", "pokerdvs", "shd"]
+    assert DATASET_OPTIONS.names() == ["cifar10dvs", "dvsgesture", "nmnist", "pokerdvs", "shd"]
 
 
 def test_defaults():
@@ -33,7 +36,8 @@ def test_defaults():
     assert cfg.model_dump() == {"name": "digits", "data_dir": None, "val_fraction": 0.1,
                                 "split_seed": 0, "download": False, "train_subset": None,
                                 "augment": {"shift": 0, "hflip": False, "cutout": 0,
-                                            "event_drop": 0.0, "time_shift": 0}}
+                                            "event_drop": 0.0, "time_shift": 0},
+                                "options": {}}
 
 
 def test_train_subset_is_stratified_and_leaves_val_and_test_alone():
@@ -55,8 +59,8 @@ def test_unknown_name_lists_valid_names():
         DataConfig(name="cifar-11")
     message = str(info.value)
     assert "name" in message and "unknown dataset 'cifar-11'" in message
-    assert "valid names: digits, fsdd, fsdd_logmel, mnist, nmnist, pokerdvs" in message
-    with pytest.raises(UnknownNameError, match="valid names: digits, fsdd, fsdd_logmel, mnist, nmnist, pokerdvs"):
+    assert "valid names: cifar10dvs, digits, dvsgesture, fsdd, fsdd_logmel, mnist, nmnist, pokerdvs, shd" in message
+    with pytest.raises(UnknownNameError, match="valid names: cifar10dvs, digits, dvsgesture, fsdd, fsdd_logmel, mnist, nmnist, pokerdvs, shd"):
         DATASETS.get("cifar-11")
 
 
@@ -92,6 +96,39 @@ def test_round_trip():
                      download=True)
     assert DataConfig.model_validate(cfg.model_dump()) == cfg
     assert DataConfig.model_validate_json(cfg.model_dump_json()) == cfg
+
+
+def test_options_are_checked_per_dataset_and_round_trip():
+    cfg = DataConfig(name="dvsgesture", options={"steps": 8, "size": 64})
+    assert cfg.options == {"steps": 8, "size": 64}             # unset keys keep loader defaults
+    assert DataConfig.model_validate(cfg.model_dump()) == cfg
+    assert DataConfig(name="shd", options={"time_window": 0.02, "steps": 50}).options == {
+        "time_window": 0.02, "steps": 50}
+    with pytest.raises(pydantic.ValidationError, match=r"options.stepz: Extra inputs.*valid "
+                                                       r"keys: time_window, steps, channels"):
+        DataConfig(name="shd", options={"stepz": 5})
+    with pytest.raises(pydantic.ValidationError, match="options.size: .*must divide the 128x128"):
+        DataConfig(name="cifar10dvs", options={"size": 30})
+    with pytest.raises(pydantic.ValidationError, match="options.channels: .*must divide 700"):
+        DataConfig(name="shd", options={"channels": 300})
+    with pytest.raises(pydantic.ValidationError, match="whole number of time_window"):
+        DataConfig(name="nmnist", options={"duration": 0.31})
+    with pytest.raises(pydantic.ValidationError, match="'digits' takes no options.*remove them"):
+        DataConfig(name="digits", options={"steps": 3})
+
+
+def test_options_reach_the_loader(monkeypatch, tmp_path):
+    seen = {}
+
+    def load_fake(root, *, val_fraction, split_seed, download, **options):
+        seen.update(options)
+        ds = ArrayDataset(torch.zeros(2, 3), torch.tensor([0, 1]))
+        return SplitData(name="fake", train=ds, val=ds, test=ds, input_shape=(3,),
+                         num_classes=2, checksum="0" * 64, description="fake")
+
+    monkeypatch.setitem(DATASETS._items, "shd", load_fake)
+    load_dataset(DataConfig(name="shd", data_dir=str(tmp_path), options={"steps": 7}))
+    assert seen == {"steps": 7}
 
 
 @pytest.fixture
