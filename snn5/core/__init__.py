@@ -5,7 +5,10 @@ a liquid state machine (``snn5.core.reservoir``).
 Pure functions of torch tensors: explicit NamedTuple state in, new state out; no I/O.
 """
 
-from snn5.core.encoders import encode_delta, encode_direct, encode_latency, encode_poisson
+from snn5.core.encoders import (
+    encode_delta, encode_direct, encode_frequency, encode_latency, encode_poisson, encode_population,
+    frequency_masks, population_responses, population_shape,
+)
 from snn5.core.neurons import (
     ALIFParams, ALIFState, IFParams, IFState, LIFParams, LIFState, LIParams, LIState, PLIFParams,
     alif_scan, alif_step, decay, if_scan, if_step, li_scan, li_step, lif_scan, lif_step,
@@ -34,4 +37,6 @@ __all__ = [
     "TCLIFParams", "TCLIFState", "el_lif_scan", "el_lif_step", "glif_scan", "glif_step",
     "int_lif_binary_scan", "int_lif_binary_step", "int_lif_scan", "int_lif_step",
     "refractory_lif_scan", "refractory_lif_step", "tclif_scan", "tclif_step",
+    "encode_frequency", "encode_population", "frequency_masks", "population_responses",
+    "population_shape",
 ]

@@ -4,9 +4,13 @@
 - Poisson rate: a Bernoulli spike with probability ``x`` at every step (``x`` in [0, 1]).
 - latency (time-to-first-spike): one spike per input, earlier for larger values.
 - delta: a sequence ``[T, B, *F]`` -> spikes where it changed by at least a threshold.
+- population: Gaussian receptive fields, N neurons per value, as rate or latency spikes.
+- frequency (FE of FEEL-SNN): a different frequency-domain mask of the image per step.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -199,3 +203,121 @@ def spike_wave(times: Tensor, timesteps: int) -> Tensor:
     _check_timesteps(timesteps)
     steps = torch.arange(timesteps, device=times.device, dtype=times.dtype)
     return (times.unsqueeze(0) <= steps.view(-1, *([1] * times.ndim))).to(times.dtype)
+
+
+# ------------------------------------------------------------------ population and frequency codes
+
+def population_responses(x: Tensor, neurons: int, *, lo: float = 0.0, hi: float = 1.0,
+                         beta: float = 1.5) -> Tensor:
+    """Gaussian receptive fields of a population code (Bohte, Kok & La Poutré, "Error-
+    backpropagation in temporally encoded networks of spiking neurons", Neurocomputing 2002).
+
+    ``N`` neurons per input value, neuron ``i = 1..N`` centred at ``mu_i = lo + (2 i - 3) / 2 *
+    (hi - lo) / (N - 2)`` with width ``sigma = (hi - lo) / (beta (N - 2))``; its response is
+    ``exp(-(x - mu_i)^2 / (2 sigma^2))`` in (0, 1]. (The two outer centres lie half a spacing
+    outside ``[lo, hi]``, as in the paper, so the range ends are covered like its middle.)
+
+    Args:
+        x: values ``[B, *F]`` (nominally in ``[lo, hi]``).
+        neurons: N >= 3.
+
+    Returns:
+        ``[B, *F, N]`` responses in ``x``'s dtype.
+    """
+    if isinstance(neurons, bool) or not isinstance(neurons, int) or neurons < 3:
+        raise ValueError(f"a population code needs neurons >= 3 per value, got {neurons!r}")
+    if not hi > lo:
+        raise ValueError(f"population range needs hi > lo, got lo={lo}, hi={hi}")
+    if not beta > 0:
+        raise ValueError(f"population beta (width factor) must be > 0, got {beta}")
+    spacing = (hi - lo) / (neurons - 2)
+    i = torch.arange(1, neurons + 1, device=x.device, dtype=torch.float64)
+    mu = (lo + (2 * i - 3) / 2 * spacing).to(x.dtype)                     # [N]
+    sigma = spacing / beta
+    return torch.exp(-((x.unsqueeze(-1) - mu) ** 2) / (2 * sigma * sigma))
+
+
+def population_shape(input_shape: tuple[int, ...], neurons: int) -> tuple[int, ...]:
+    """Per-sample shape after a population code: the first axis (features or channels) grows
+    N-fold, ``[C, *rest] -> [C * N, *rest]``."""
+    if len(input_shape) < 1:
+        raise ValueError("a population code needs per-sample input with at least one axis")
+    return (input_shape[0] * neurons, *input_shape[1:])
+
+
+def encode_population(x: Tensor, timesteps: int, *, neurons: int = 5, lo: float = 0.0,
+                      hi: float = 1.0, beta: float = 1.5, latency: bool = False,
+                      threshold: float = 0.1, generator: torch.Generator | None = None) -> Tensor:
+    """Population code: Gaussian receptive fields (:func:`population_responses`) turned into
+    spikes, Bernoulli rate spikes with probability = response (default), or with ``latency``
+    one spike per neuron at ``round((1 - r) (T - 1))`` (responses ``<= threshold`` silent).
+
+    Args:
+        x: ``[B, C, *rest]`` (``[B, F]`` features or ``[B, C, H, W]`` images).
+
+    Returns:
+        ``[T, B, C * N, *rest]`` spikes; the N neurons of channel ``c`` are channels
+        ``c * N ... c * N + N - 1`` (see :func:`population_shape`).
+    """
+    _check_timesteps(timesteps)
+    if x.ndim < 2:
+        raise ValueError(f"population encoding expects [B, C, ...], got shape {tuple(x.shape)}")
+    r = population_responses(x, neurons, lo=lo, hi=hi, beta=beta)       # [B, C, *rest, N]
+    r = r.movedim(-1, 2).flatten(1, 2)                                    # [B, C*N, *rest]
+    if latency:
+        return encode_latency(r, timesteps, threshold=threshold)
+    return encode_poisson(r, timesteps, generator=generator)
+
+
+def frequency_masks(height: int, width: int, timesteps: int, *, band: bool = False,
+                    device: torch.device | None = None) -> Tensor:
+    """Radial masks of the 2-D spectrum, one per time step: ``[T, H, W]`` of 0/1 (float32).
+
+    The frequency radius ``rho = sqrt(fy^2 + fx^2) / sqrt(1/2)`` (``fy, fx`` from ``fftfreq``,
+    so ``rho`` is 0 at DC and 1 at the corner Nyquist frequency) is cut into T equal rings.
+    Low-pass (default): step ``t`` keeps ``rho <= (t + 1) / T``, nested masks, the last one the
+    whole spectrum. Band: step ``t`` keeps ``t / T < rho <= (t + 1) / T`` (DC in step 0): the T
+    masks partition the spectrum. Masks depend on ``|f|`` only, so filtered real images stay
+    real.
+    """
+    _check_timesteps(timesteps)
+    fy = torch.fft.fftfreq(height, device=device, dtype=torch.float64).view(-1, 1)
+    fx = torch.fft.fftfreq(width, device=device, dtype=torch.float64).view(1, -1)
+    rho = torch.sqrt(fy * fy + fx * fx) / math.sqrt(0.5)                   # [H, W] in [0, 1]
+    edges = torch.arange(1, timesteps + 1, device=device, dtype=torch.float64) / timesteps
+    upper = rho.unsqueeze(0) <= edges.view(-1, 1, 1) + 1e-12               # [T, H, W]
+    if not band:
+        return upper.float()
+    lower = torch.cat([torch.zeros_like(upper[:1]), upper[:-1]])           # previous ring edge
+    return (upper & ~lower).float()
+
+
+def encode_frequency(x: Tensor, timesteps: int, *, band: bool = False) -> Tensor:
+    """Frequency-filtered direct input (the frequency encoding, FE, of FEEL-SNN: Xu et al.,
+    "FEEL-SNN: Robust Spiking Neural Networks with Frequency Encoding and Evolutionary Leak
+    Factor", NeurIPS 2024): step ``t`` sees the image filtered in the frequency domain by its
+    own mask, ``x_t = Re(IFFT2(FFT2(x) * M_t))``, with the masks of :func:`frequency_masks`
+    (low-pass of growing radius by default, so early steps see the coarse image and the last
+    one the full image; ``band`` gives disjoint rings whose images sum to ``x``).
+
+    The paper's idea is that different steps see different frequency bands, so a perturbation
+    concentrated in some band reaches only some steps; the exact radius schedule is ours
+    (equal radial steps).
+
+    Args:
+        x: images ``[B, *C, H, W]`` (the last two axes are filtered).
+        timesteps: T.
+        band: disjoint ring masks instead of nested low-pass masks.
+
+    Returns:
+        ``[T, B, *C, H, W]`` analog input in ``x``'s dtype.
+    """
+    _check_timesteps(timesteps)
+    if x.ndim < 3:
+        raise ValueError(f"frequency encoding filters images [B, ..., H, W], got shape "
+                         f"{tuple(x.shape)}; use encoding 'direct' for flat features")
+    h, w = x.shape[-2:]
+    masks = frequency_masks(h, w, timesteps, band=band, device=x.device)  # [T, H, W]
+    spec = torch.fft.fft2(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x)
+    masks = masks.view(timesteps, *([1] * (x.ndim - 2)), h, w)            # [T, 1.., H, W]
+    return torch.fft.ifft2(spec.unsqueeze(0) * masks).real.to(x.dtype)    # [T, B, *C, H, W]

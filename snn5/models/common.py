@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from snn5.models.spec import NeuronSpec
-from snn5.nn.encoders import Encoding
+from snn5.nn.encoders import Encoding, build_encoder
 from snn5.nn.event import EventLinear
 from snn5.nn.readout import Readout, TimeMean, build_readout
 
@@ -40,9 +40,13 @@ def step_input(cfg: ClassifierConfig, input_shape: tuple[int, ...], ann: bool
     """``(per-step input shape, timesteps, leading layers)`` of a model built for
     ``input_shape``. With ``encoding: events`` the data's first axis is time: the SNN takes one
     frame per step (T from the data; ``timesteps`` is not used) and the ANN twin the frames'
-    sum in one step. Otherwise the whole sample is one step's input, for ``cfg.timesteps``."""
+    sum in one step. Otherwise the encoded sample is one step's input, for ``cfg.timesteps``
+    (its shape from the encoder's ``out_shape``: a population code multiplies the first axis)."""
     if cfg.encoding is not Encoding.EVENTS:
-        return tuple(input_shape), (1 if ann else cfg.timesteps), []
+        if ann:                          # the ANN twin sees the raw input (direct, one step)
+            return tuple(input_shape), 1, []
+        shape = build_encoder(cfg.encoding, cfg.timesteps).out_shape(tuple(input_shape))
+        return shape, cfg.timesteps, []  # e.g. population: first axis grows N-fold
     if len(input_shape) < 2:
         raise ValueError(f"encoding: events needs per-sample input [T, ...] (time first), got "
                          f"{list(input_shape)}; use a static encoding for this dataset")

@@ -65,6 +65,8 @@ def _init_params(cls: type) -> set[str]:
 class NeuronSpec(BaseModel):
     """Which spiking neuron a model uses and its physics (seconds; ``beta = exp(-dt/tau)``).
 
+    Kinds: the registered spiking neurons (``lif``, ``plif``, ``alif``, ``if``, ``glif``,
+    ``tc_lif``, ``el_lif``, ``int_lif``, ``refractory_lif``; see docs/neurons.md).
     Fields that a kind does not have (``tau_mem`` for IF, ``tau_adapt`` for LIF, ...) are
     rejected when set explicitly, so no setting is silently ignored, and are left out when the
     spec is written (so a written config loads back).
@@ -81,6 +83,19 @@ class NeuronSpec(BaseModel):
     learn_v_th: bool = False
     tau_adapt: float = 200e-3
     beta_adapt: float = 1.8
+    # glif
+    gate_init: float = 0.5
+    linear_leak: float = 0.0
+    conductance: float = 0.5
+    # tc_lif
+    coupling_sd: float = 0.5
+    coupling_ds: float = 0.5
+    dendrite_reset: float = 0.5
+    # int_lif
+    max_spike: int = 4
+    # refractory_lif
+    t_ref: float = 2e-3
+    ref_gain: float = 1.0
     surrogate: SurrogateSpec = ATan()
     backend: Backend = Backend.AUTO
 

@@ -3,7 +3,10 @@ and the pieces of ANN-to-SNN conversion (QCFS, converted neurons, ternary and ad
 
 from snn5.nn.conversion import QCFS, ConvertedNeuron, RepeatTime
 from snn5.nn.event import EventLinear
-from snn5.nn.encoders import DirectEncoder, Encoding, LatencyEncoder, PoissonEncoder, build_encoder
+from snn5.nn.encoders import (
+    DirectEncoder, Encoding, FrequencyEncoder, LatencyEncoder, PoissonEncoder, PopulationEncoder,
+    build_encoder,
+)
 from snn5.nn.layers import Sequential, TimeDistributed, is_stateful
 from snn5.nn.monitor import SpikeRecorder, spiking_layers
 from snn5.nn.neurons import (
@@ -14,6 +17,7 @@ from snn5.nn.neurons_ext import (
     ELLIF, GLIF, TCLIF, ELLIFCell, GLIFCell, IntLIF, IntLIFCell, RefractoryLIF, RefractoryLIFCell,
     TCLIFCell,
 )
+from snn5.nn.schedule import ScheduleKind, SurrogateSchedule, anneal_surrogates
 from snn5.nn.readout import (
     MembraneReadout, Readout, SpikeCount, TimeMean, build_readout, readout_is_spiking,
 )
@@ -30,5 +34,6 @@ __all__ = [
     "SpikeRecorder", "TimeDistributed", "TimeMean", "build_encoder", "build_readout",
     "is_stateful", "readout_is_spiking", "spiking_layers",
     "ELLIF", "ELLIFCell", "GLIF", "GLIFCell", "IntLIF", "IntLIFCell", "RefractoryLIF",
-    "RefractoryLIFCell", "TCLIF", "TCLIFCell",
+    "RefractoryLIFCell", "TCLIF", "TCLIFCell", "FrequencyEncoder", "PopulationEncoder",
+    "ScheduleKind", "SurrogateSchedule", "anneal_surrogates",
 ]
