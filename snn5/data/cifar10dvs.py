@@ -94,7 +94,7 @@ def _fix(directory: Path) -> str:
     return (f"To fix: put the 10 original per-class archives (airplane.zip ... truck.zip, "
             f"figshare 'CIFAR10-DVS New') or their unpacked <class>/ folders in {directory}, or "
             f"point {DATA_ENV_VAR} / --data-dir at the folder that contains cifar10dvs/, or fetch "
-            "them with download=True (DataConfig(download=True), about 7 GB).")
+            "them with download=True (DataConfig(download=True); several GB).")
 
 
 def cifar10dvs_events(source: Path | bytes, *, name: str | Path | None = None) -> np.ndarray:

@@ -69,7 +69,7 @@ def _fix(directory: Path) -> str:
             f"original release unpacked as DvsGesture/ (trials_to_train.txt, *.aedat, "
             f"*_labels.csv), in {directory}; or point {DATA_ENV_VAR} / --data-dir at the folder "
             "that contains dvsgesture/; or fetch Tonic's tarballs with download=True "
-            "(DataConfig(download=True), about 2.7 GB).")
+            "(DataConfig(download=True); several GB).")
 
 
 def read_gesture_trial(aedat: Path, labels_csv: Path) -> list[tuple[np.ndarray, int]]:

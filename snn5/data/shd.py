@@ -90,7 +90,7 @@ def _fix(directory: Path) -> str:
     return (f"To fix: put shd_train.h5 and shd_test.h5 (unpacked from the official "
             f"shd_train.h5.zip / .h5.gz) in {directory}, or point {DATA_ENV_VAR} / --data-dir at "
             "the folder that contains shd/, or fetch them with download=True "
-            "(DataConfig(download=True), about 130 MB).")
+            "(DataConfig(download=True); a few hundred MB).")
 
 
 def download_shd(root: Path) -> None:
