@@ -28,7 +28,8 @@ def _gesture(label: int, rng: np.random.Generator) -> np.ndarray:
     (127, 127) last."""
     n = 30 + label
     a = np.empty((n, 4), dtype=np.int64)
-    a[:, 0], a[:, 1], a[:, 2] = rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n)
+    a[:, 0], a[:, 1] = rng.integers(0, 128, n), rng.integers(0, 128, n)
+    a[:, 2] = rng.integers(0, 2, n)
     a[:, 3] = np.sort(rng.integers(0, 1500, n))
     a[0] = (label, 2 * label, 1, 0)
     a[-1] = (127, 127, 0, 1500 + 10 * label)
@@ -140,7 +141,8 @@ def test_download_fetches_tonics_tarballs(tmp_path, monkeypatch):
         name: (url, hashlib.md5((src / name).read_bytes()).hexdigest())
         for name, (url, _) in dvsgesture.DVSGESTURE_ARCHIVES.items()})
     data = load_dvsgesture(tmp_path / "a", download=True, val_fraction=0.5)
-    assert len(data.test) == 11 and (tmp_path / "a" / "dvsgesture" / "ibmGestureTest.tar.gz").is_file()
+    assert len(data.test) == 11
+    assert (tmp_path / "a" / "dvsgesture" / "ibmGestureTest.tar.gz").is_file()
 
 
 def _trial(folder: Path, name: str, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
