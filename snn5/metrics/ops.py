@@ -19,6 +19,28 @@ The add-only layers of a logic-gated SNN (:data:`snn5.nn.ternary.ADD_ONLY_LAYERS
 too: their own count of additions (active inputs x fan-out, plus unfolded bias additions) as
 SynOps, or dense MACs with ``dense=True``.
 
+Operations between activations that sit in their own modules are counted too:
+
+- :class:`snn5.nn.attention.SpikeMatmul` ``a @ b`` (``a: [..., N, M]``, ``b: [..., M, P]``;
+  attention products of spiking transformers): both operands spikes / spike counts: SynOps,
+  one addition per pair of active entries that meet, ``sum_m |a|[:, m].sum() * |b|[m, :].sum()``;
+  one operand spikes: each active entry adds a row or column of the other (``|a|.sum() * P``
+  or ``|b|.sum() * N``); neither: ``N * M * P`` MACs.
+- :class:`snn5.nn.attention.MaskedTokenSum` ``SUM_c(K ⊗ V)`` (SDSA): with spikes, one addition
+  per entry where both fire; otherwise one MAC per product.
+- :class:`snn5.nn.ssm.DiagonalSSM` (``u: [T, B, H]``, N complex modes): the input into the
+  modes and the skip term, ``2N + 1`` accumulates per active input (SynOps, ``|u|`` times for
+  counts) or per input (MACs, analog input); the complex decay and readout of the modes,
+  ``6N`` MACs per channel and step (4 real products for ``Ā x``, 2 for ``Re(C x)``), always.
+
+A Linear/Conv layer with the attribute ``dense_only = True`` (the ANN head of a hybrid
+SNN-ANN, :mod:`snn5.models.hybrid`) always counts dense MACs: it runs on dense hardware, even
+when its input happens to be all zeros or integers.
+
+The scale and softmax-free normalisation of the attention (a constant folded into the next
+neuron's threshold), the Hadamard masks, and the attention modules' weighting of currents are
+elementwise and not counted.
+
 Biases, normalisation, pooling, neuron updates and functional calls (``F.linear`` on a bare
 weight) are not counted. A layer whose input is all zeros counts as spiking (0 SynOps).
 """
@@ -36,17 +58,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from snn5.nn.attention import MaskedTokenSum, SpikeMatmul
+from snn5.nn.ssm import DiagonalSSM
 from snn5.nn.ternary import ADD_ONLY_LAYERS
 
 _CONVS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_ACTIVATION_OPS: tuple[type[nn.Module], ...] = (SpikeMatmul, MaskedTokenSum, DiagonalSSM)
 
 
 def counted_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The Linear, Conv1d/2d/3d and add-only modules of ``model`` that :class:`OpCounter`
-    counts, by name."""
+    """The Linear, Conv1d/2d/3d, add-only, spike-product and SSM modules of ``model`` that
+    :class:`OpCounter` counts, by name."""
     return {name: m for name, m in model.named_modules()
-            if isinstance(m, (nn.Linear, *_CONVS, *ADD_ONLY_LAYERS))}
+            if isinstance(m, (nn.Linear, *_CONVS, *ADD_ONLY_LAYERS, *_ACTIVATION_OPS))}
 
 
 MAX_SPIKES_PER_STEP = 15
@@ -115,6 +140,53 @@ def conv_synops(layer: nn.Conv1d | nn.Conv2d | nn.Conv3d, x: Tensor) -> int:
     return pairs * (layer.out_channels // layer.groups)
 
 
+def _count(x: Tensor) -> Tensor:
+    """``|x|`` in float64: the number of spikes each entry of a spike (count) tensor stands for."""
+    return x.detach().abs().to(torch.float64)
+
+
+def matmul_ops(a: Tensor, b: Tensor, *, dense: bool = False) -> tuple[int, int]:
+    """``(synops, macs)`` of ``a @ b`` with ``a: [..., N, M]``, ``b: [..., M, P]`` (see the
+    module docstring); ``dense=True``: all MACs."""
+    n, m, p = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = math.prod(torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    spikes_a = not dense and is_spike_count_tensor(a)
+    spikes_b = not dense and is_spike_count_tensor(b)
+    if spikes_a and spikes_b:                    # pairs (a[i, m], b[m, p]) both active
+        meets = _count(a).sum(-2) * _count(b).sum(-1)            # [..., M] broadcast batch
+        return int(meets.sum().round().item()), 0
+    if spikes_a:                                 # each active a[i, m] adds row b[m, :]
+        return int(_count(a).sum().round().item()) * p * (batch // math.prod(a.shape[:-2])), 0
+    if spikes_b:                                 # each active b[m, p] adds column a[:, m]
+        return int(_count(b).sum().round().item()) * n * (batch // math.prod(b.shape[:-2])), 0
+    return 0, batch * n * m * p
+
+
+def masked_sum_ops(k: Tensor, v: Tensor, *, dense: bool = False) -> tuple[int, int]:
+    """``(synops, macs)`` of ``SUM_c(K ⊗ V)``: one addition per entry where both spike."""
+    if not dense and is_spike_count_tensor(k) and is_spike_count_tensor(v):
+        return int((_count(k) * _count(v)).sum().round().item()), 0
+    return 0, torch.broadcast_shapes(k.shape, v.shape).numel()
+
+
+def ssm_ops(layer: DiagonalSSM, u: Tensor, *, dense: bool = False) -> tuple[int, int]:
+    """``(synops, macs)`` of a :class:`DiagonalSSM` call on ``u: [T, B, H]`` (see the module
+    docstring)."""
+    modes = layer.modes
+    macs = u.numel() * 6 * modes                      # decay + readout of every mode, every step
+    if not dense and is_spike_count_tensor(u):
+        return int(_count(u).sum().round().item()) * (2 * modes + 1), macs
+    return 0, macs + u.numel() * (2 * modes + 1)
+
+
+def _activation_ops(layer: nn.Module, args: tuple, dense: bool) -> tuple[int, int]:
+    if isinstance(layer, SpikeMatmul):
+        return matmul_ops(args[0].detach(), args[1].detach(), dense=dense)
+    if isinstance(layer, MaskedTokenSum):
+        return masked_sum_ops(args[0].detach(), args[1].detach(), dense=dense)
+    return ssm_ops(layer, args[0].detach(), dense=dense)
+
+
 @dataclass
 class LayerOps:
     """Running totals of one layer: SynOps, MACs and the number of calls seen."""
@@ -132,7 +204,8 @@ def _first_tensor(args: tuple, kwargs: dict[str, Any]) -> Tensor | None:
 
 
 class OpCounter:
-    """Count SynOps and MACs of every Linear/Conv layer of ``model`` during forward passes.
+    """Count SynOps and MACs of every Linear/Conv layer (and spike product / SSM module) of
+    ``model`` during forward passes.
 
     The hooks only read: outputs, gradients and the autograd graph are unchanged, no tensor is
     kept, and the hooks are removed on exit. Counts accumulate over calls and over repeated
@@ -201,16 +274,24 @@ class OpCounter:
 
     def _hook(self, name: str):
         def hook(layer: nn.Module, args: tuple, kwargs: dict[str, Any], output: Tensor) -> None:
+            ops = self.layers[name]
+            if isinstance(layer, _ACTIVATION_OPS):
+                ops.calls += 1
+                with torch.no_grad():
+                    synops, macs = _activation_ops(layer, args, self.dense)
+                ops.synops += synops
+                ops.macs += macs
+                return
             x = args[0] if args else kwargs.get("input")
             if not isinstance(x, Tensor):
                 return
-            ops = self.layers[name]
             ops.calls += 1
             with torch.no_grad():
                 x = x.detach()
                 if isinstance(layer, ADD_ONLY_LAYERS) and not self.dense:
                     ops.synops += layer.op_counts.additions - self._additions.pop(name)
-                elif self.dense or not is_spike_count_tensor(x):
+                elif (self.dense or getattr(layer, "dense_only", False)
+                      or not is_spike_count_tensor(x)):
                     ops.macs += dense_macs(layer, output)
                 elif isinstance(layer, nn.Linear):
                     ops.synops += linear_synops(layer, x)
@@ -299,4 +380,4 @@ def count_macs(model: nn.Module, x: Tensor) -> float:
 
 __all__ = ["LayerOps", "MAX_SPIKES_PER_STEP", "OpCounter", "conv_synops", "count_macs",
            "counted_layers", "dense_macs", "eval_mode", "is_spike_count_tensor", "is_spike_tensor",
-           "linear_synops"]
+           "linear_synops", "masked_sum_ops", "matmul_ops", "ssm_ops"]

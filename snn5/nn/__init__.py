@@ -24,6 +24,13 @@ from snn5.nn.readout import (
 from snn5.nn.ternary import (
     AddOnlyConv2d, AddOnlyLinear, InputNoise, OpCounts, TernaryConv2d, TernaryLinear,
 )
+from snn5.nn.attention import (
+    AttentionBridge, DualTemporalChannelAttention, SelfAttention, SpikeDrivenSelfAttention,
+    SpikingSelfAttention, TemporalAttention, TemporalAttentionKind,
+)
+from snn5.nn.residual import Connect, SEWBlock
+from snn5.nn.ssm import AttentionSpikingSSMLayer, DiagonalSSM, SpikingSSMLayer
+
 
 __all__ = [
     "QCFS", "AddOnlyConv2d", "AddOnlyLinear", "ConvertedNeuron", "InputNoise", "OpCounts",
@@ -36,4 +43,7 @@ __all__ = [
     "ELLIF", "ELLIFCell", "GLIF", "GLIFCell", "IntLIF", "IntLIFCell", "RefractoryLIF",
     "RefractoryLIFCell", "TCLIF", "TCLIFCell", "FrequencyEncoder", "PopulationEncoder",
     "ScheduleKind", "SurrogateSchedule", "anneal_surrogates",
+    "AttentionBridge", "AttentionSpikingSSMLayer", "Connect", "DiagonalSSM",
+    "DualTemporalChannelAttention", "SEWBlock", "SelfAttention", "SpikeDrivenSelfAttention",
+    "SpikingSSMLayer", "SpikingSelfAttention", "TemporalAttention", "TemporalAttentionKind",
 ]

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from snn5.config import load_config
+from snn5.models import MODELS
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -16,4 +17,4 @@ def test_there_are_configs():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_config_is_valid(path):
     cfg = load_config(path)
-    assert cfg.model.name in ("spiking_mlp", "conv_snn")
+    assert cfg.model.name in MODELS.names()
