@@ -143,7 +143,7 @@ def tclif_scan(x_seq: Tensor, state: TCLIFState, p: TCLIFParams, **kw
     return _scan(tclif_step, x_seq, state, p, **kw)
 
 
-# ----------------------------------------------------------------------------- EL (input-dependent leak)
+# ----------------------------------------------------------------------------- EL (input leak)
 
 class ELLIFParams(NamedTuple):
     leak_weight: Tensor             # w: how the input moves the decay

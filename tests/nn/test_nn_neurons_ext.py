@@ -107,7 +107,8 @@ def test_auto_runs_the_reference_and_fused_backends_are_refused(name: str) -> No
     auto = scan(name, x, state, p, dt=m.dt, surrogate=m.surrogate, backend=Backend.AUTO)
     assert torch.equal(ref[0], auto[0])
     for backend in (Backend.CPU, Backend.TRITON):
-        with pytest.raises(ValueError, match=rf"no fused kernel for '{name}'.*'auto' or 'reference'"):
+        refused = rf"no fused kernel for '{name}'.*'auto' or 'reference'"
+        with pytest.raises(ValueError, match=refused):
             scan(name, x, state, p, dt=m.dt, surrogate=m.surrogate, backend=backend)
         with pytest.raises(ValueError, match="no fused kernel"):
             NEURONS.get(name)(backend=backend)(x)
