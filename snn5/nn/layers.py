@@ -35,6 +35,28 @@ class TimeDistributed(nn.Module):
         return y.unflatten(0, (T, B))            # [T, B, ...]
 
 
+def detach_state(state: Any) -> Any:
+    """The same state with every tensor detached from the graph (truncated BPTT).
+
+    Works on what :class:`Sequential` and the neurons return: tensors, NamedTuples, tuples
+    of per-layer entries, ``None`` for stateless layers. Values are unchanged; gradients
+    stop at the returned state.
+
+    Example:
+        >>> out, state = net(x_chunk, state)
+        >>> state = detach_state(state)       # no gradient crosses this chunk boundary
+    """
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, tuple):
+        parts = [detach_state(s) for s in state]
+        return type(state)(*parts) if hasattr(state, "_fields") else tuple(parts)
+    raise TypeError(f"cannot detach a state of type {type(state).__name__}; states are "
+                    "tensors, NamedTuples or tuples of them")
+
+
 def is_stateful(layer: nn.Module) -> bool:
     """True for layers that take and return a state (neurons, nested Sequentials)."""
     return bool(getattr(layer, "stateful", False))

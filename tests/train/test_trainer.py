@@ -1,14 +1,20 @@
-"""BPTT trainer: exact resume, determinism, NaN/Inf diagnosis, schedule, rate penalty."""
+"""BPTT trainer: exact resume, determinism, NaN/Inf diagnosis, schedule, rate penalty, the
+selectable losses (ce, tet, trt), the spike-entropy regulariser, truncated BPTT and the
+surrogate schedule."""
 
 import math
 
 import pytest
 import torch
+from pydantic import ValidationError
 
+from snn5.config import config_from_dict, dump_config
+from snn5.config.io import ConfigError
 from snn5.data import BatchLoader, DataConfig, load_dataset
 from snn5.models import build_model
+from snn5.nn.schedule import SurrogateSchedule
 from snn5.train.checkpoint import load_checkpoint, read_meta, unprefixed
-from snn5.train.surrogate import LAST, NonFiniteError, TrainConfig, Trainer
+from snn5.train.surrogate import LAST, NonFiniteError, TrainConfig, Trainer, tet_loss
 
 MODEL = {"name": "spiking_mlp", "hidden": [32], "timesteps": 3, "encoding": "poisson",
          "dropout": 0.2, "neuron": {"kind": "plif", "surrogate": {"name": "atan",
@@ -51,15 +57,24 @@ def stop_at(step):
     return callback
 
 
-@pytest.mark.parametrize("kill_step", [7, 10])   # mid-epoch (after the step-6 save), epoch end
-def test_resume_after_kill_reaches_identical_weights(data, tmp_path, kill_step):
-    reference = make_trainer(data, tmp_path / "ref")
+FIXED_SURROGATE = {**MODEL, "neuron": {"kind": "plif", "surrogate": {"name": "atan"}}}
+
+
+@pytest.mark.parametrize("kill_step, options", [
+    (7, {}),                                     # mid-epoch (after the step-6 save)
+    (10, {}),                                    # epoch end
+    (7, {"loss": "tet", "tbptt_steps": 2, "spike_entropy": {"weight": 0.05}}),
+    (8, {"loss": {"name": "trt", "lam": 1e-3}, "model": FIXED_SURROGATE,
+         "surrogate_schedule": {"start": 1.0, "end": 6.0, "kind": "cosine"}}),
+])
+def test_resume_after_kill_reaches_identical_weights(data, tmp_path, kill_step, options):
+    reference = make_trainer(data, tmp_path / "ref", **options)
     ref_result = reference.fit()
     with pytest.raises(Interrupt):
-        make_trainer(data, tmp_path / "run", callbacks=[stop_at(kill_step)]).fit()
+        make_trainer(data, tmp_path / "run", callbacks=[stop_at(kill_step)], **options).fit()
     meta = read_meta(tmp_path / "run" / LAST)
     assert meta["global_step"] < kill_step                   # the kill lost some steps
-    resumed = make_trainer(data, tmp_path / "run", seed=0)
+    resumed = make_trainer(data, tmp_path / "run", seed=0, **options)
     result = resumed.fit(resume=True)
     assert result.steps == ref_result.steps == 15
     assert_same_weights(weights(resumed), weights(reference))
@@ -171,3 +186,136 @@ def test_best_epoch_ties_broken_by_validation_loss(data, tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "evaluate", lambda batches: next(scripted))
     fit = trainer.fit()
     assert (fit.best_epoch, fit.best_val_accuracy) == (2, 0.9)
+
+
+SMALL = {"name": "spiking_mlp", "hidden": [32], "timesteps": 4, "neuron": {"v_th": 0.3}}
+
+
+@pytest.mark.parametrize("options", [
+    {"loss": "ce"},
+    {"loss": "tet"},
+    {"loss": {"name": "trt", "lam": 1e-4}},
+    {"loss": "ce", "spike_entropy": {"weight": 0.05}},
+    {"loss": "tet", "tbptt_steps": 2},
+    {"loss": "ce", "tbptt_steps": 3},
+    {"surrogate_schedule": {"start": 1.0, "end": 8.0, "kind": "exponential"}},
+], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_each_objective_is_selectable_and_lowers_its_loss(data, options):
+    trainer = make_trainer(data, model=SMALL, epochs=4, optimizer={"lr": 1e-2}, **options)
+    history = trainer.fit().history
+    losses = [h["train_loss"] for h in history]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert history[-1]["val_accuracy"] > 0.3                 # 10 classes: chance is 0.1
+
+
+def grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_tet_through_the_trainer_is_tet_loss_on_the_per_step_scores(data):
+    trainer = make_trainer(data, model=SMALL, loss={"name": "tet", "lam": 0.1, "phi": 0.5},
+                           grad_clip=None)
+    model = trainer.model.train()
+    x, y = data.train.x[:16], data.train.y[:16]
+    logits, scores = model(x, per_step=True)
+    assert scores.shape == (4, 16, 10)
+    torch.testing.assert_close(scores.mean(0), logits, rtol=0, atol=0)   # mean_membrane
+    expected = tet_loss(scores, y, lam=0.1, phi=0.5)
+    expected.backward()
+    reference = grads(model)
+    model.zero_grad(set_to_none=True)
+    loss, _, _ = trainer._step(x, y)
+    assert loss == expected.item()
+    got = grads(model)
+    assert got.keys() == reference.keys()
+    for name in reference:
+        assert torch.equal(got[name], reference[name]), name
+
+
+def test_evaluation_reports_cross_entropy_on_the_logits_whatever_the_loss(data):
+    ce = make_trainer(data, model=SMALL)
+    tet = make_trainer(data, model=SMALL, loss={"name": "tet", "lam": 0.5})
+    assert ce.evaluate(ce.val_loader) == tet.evaluate(tet.val_loader)   # same seed, same init
+
+
+def test_surrogate_schedule_is_a_function_of_the_step(data):
+    seen = []
+
+    def record(trainer):
+        lif = next(m for m in trainer.model.modules() if hasattr(m, "surrogate"))
+        seen.append((trainer.state.global_step - 1, lif.surrogate.alpha))
+
+    trainer = make_trainer(data, model=SMALL, epochs=2, callbacks=[record],
+                           surrogate_schedule={"start": 1.0, "end": 5.0})
+    trainer.fit()
+    schedule = SurrogateSchedule(1.0, 5.0, "linear")
+    total = trainer.total_steps
+    assert [step for step, _ in seen] == list(range(total))
+    for step, alpha in seen:
+        assert alpha == pytest.approx(schedule.value(step / total))
+    assert seen[0][1] == 1.0 and seen[-1][1] > 4.0
+
+
+def test_surrogate_schedule_refuses_learnable_widths_and_anns(data):
+    with pytest.raises(ValueError, match="learn their surrogate width"):
+        make_trainer(data, surrogate_schedule={"start": 1.0, "end": 4.0})   # MODEL: learnable
+    ann_model = {**SMALL, "encoding": "direct"}
+    torch.manual_seed(0)
+    ann = build_model(ann_model, data.input_shape, data.num_classes, ann=True)
+    cfg = TrainConfig(surrogate_schedule={"start": 1.0, "end": 4.0})
+    with pytest.raises(ValueError, match="no spiking neurons.*remove train.surrogate_schedule"):
+        Trainer(ann, cfg, BatchLoader(data.train, 32, shuffle=True, seed=0),
+                BatchLoader(data.val, 200, shuffle=False), progress=False)
+
+
+def test_train_config_errors_are_named():
+    with pytest.raises(ValidationError, match="'ce', 'tet', 'trt'"):
+        TrainConfig(loss="hinge")
+    with pytest.raises(ValidationError, match=r"loss\.tet\.decay"):
+        TrainConfig(loss={"name": "tet", "decay": 0.5})          # a TRT field on TET
+    with pytest.raises(ValidationError, match=r"loss\.tet\.lam"):
+        TrainConfig(loss={"name": "tet", "lam": 2.0})
+    with pytest.raises(ValidationError, match="tbptt_steps"):
+        TrainConfig(tbptt_steps=0)
+    with pytest.raises(ValidationError, match=r"surrogate_schedule\.start"):
+        TrainConfig(surrogate_schedule={"start": -1.0, "end": 2.0})
+    with pytest.raises(ValidationError, match=r"surrogate_schedule\.kind"):
+        TrainConfig(surrogate_schedule={"start": 1.0, "end": 2.0, "kind": "step"})
+    with pytest.raises(ValidationError, match=r"spike_entropy\.weight"):
+        TrainConfig(spike_entropy={"weight": -1})
+
+
+def test_train_options_round_trip_through_the_run_yaml():
+    import yaml
+    train = {"loss": {"name": "trt", "decay": 0.3}, "tbptt_steps": 4,
+             "spike_entropy": {"weight": 0.01},
+             "surrogate_schedule": {"start": 2.0, "end": 8.0, "kind": "cosine"}}
+    cfg = config_from_dict({"train": train})
+    assert cfg.train.loss.name == "trt" and cfg.train.loss.decay == 0.3
+    assert cfg.train.loss.lam == 1e-5                           # the paper's default kept
+    again = config_from_dict(yaml.safe_load(dump_config(cfg)))
+    assert again == cfg
+    assert config_from_dict({"train": {"loss": "tet"}}).train.loss.lam == 1e-3
+    with pytest.raises(ConfigError, match="loss"):
+        config_from_dict({"train": {"loss": "mse"}})
+
+
+def test_unservable_objectives_are_refused_before_training(data):
+    model = {**SMALL, "hidden": [16, 16], "batch_norm": True}
+    with pytest.raises(ValueError, match="BatchNorm .* per-chunk statistics"):
+        make_trainer(data, model=model, tbptt_steps=2)
+    make_trainer(data, model=model, tbptt_steps=4)            # one chunk of T = 4: allowed
+
+    class Plain(torch.nn.Module):                              # logits only, no readout
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.linear(x.flatten(1))
+
+    cfg = TrainConfig(loss="tet")
+    with pytest.raises(TypeError, match="per-step class scores.*Use train.loss: ce"):
+        Trainer(Plain(), cfg, BatchLoader(data.train, 32, shuffle=True, seed=0),
+                BatchLoader(data.val, 200, shuffle=False), progress=False)

@@ -25,13 +25,17 @@ from tqdm.auto import tqdm
 
 from snn5.data import BatchLoader
 from snn5.nn.monitor import SpikeRecorder
+from snn5.nn.schedule import SurrogateSchedule, anneal_surrogates
 from snn5.train.checkpoint import (
     join_state, load_checkpoint, prefixed, rng_state, save_checkpoint, set_rng_state,
     split_state, unprefixed,
 )
 from snn5.train.device import resolve_device
-from snn5.train.surrogate.config import TrainConfig
-from snn5.train.surrogate.losses import mean_rate, rate_penalty
+from snn5.train.surrogate.config import CELoss, TrainConfig
+from snn5.train.surrogate.losses import (
+    chunk_loss, mean_rate, rate_penalty, spike_entropy, trt_weights,
+)
+from snn5.train.surrogate.tbptt import check_tbptt, tbptt_backward
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +139,9 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.progress = progress
         self.optimizer = self._make_optimizer()
+        self._trt_weights = trt_weights(self.model) if cfg.loss.name == "trt" else []
+        self.surrogate_schedule = self._surrogate_schedule()
+        self._check_objective()
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
         self.state = _Progress()
@@ -149,6 +156,30 @@ class Trainer:
             return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
                                weight_decay=o.weight_decay)
+
+    def _check_objective(self) -> None:
+        """Refuse, before any work, a loss or TBPTT setting the model cannot serve."""
+        cfg, model = self.cfg, self.model
+        if cfg.tbptt_steps is not None:
+            check_tbptt(model, cfg.tbptt_steps, getattr(model, "timesteps", cfg.tbptt_steps + 1))
+        if not isinstance(cfg.loss, CELoss) and not hasattr(getattr(model, "readout", None),
+                                                            "steps"):
+            raise TypeError(f"train.loss: {cfg.loss.name} needs the per-step class scores "
+                            f"(model(x, per_step=True), as snn5.models.SpikingClassifier "
+                            f"gives); {type(model).__name__} has none. Use train.loss: ce for "
+                            "this model.")
+
+    def _surrogate_schedule(self) -> SurrogateSchedule | None:
+        """The schedule of ``train.surrogate_schedule``, checked against the model now (before
+        any work) by applying its first value."""
+        c = self.cfg.surrogate_schedule
+        if c is None:
+            return None
+        schedule = SurrogateSchedule(c.start, c.end, c.kind)
+        if anneal_surrogates(self.model, 0.0, schedule) == 0:
+            raise ValueError("train.surrogate_schedule is set but the model has no spiking "
+                             "neurons (an ANN?); remove train.surrogate_schedule")
+        return schedule
 
     def _amp_dtype(self) -> torch.dtype | None:
         amp = self.cfg.amp
@@ -181,6 +212,11 @@ class Trainer:
             return base
         progress = (step - warm) / max(1, self.total_steps - warm)
         return base * (s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def surrogate_progress(self, step: int) -> float:
+        """Progress of the surrogate schedule at optimisation step ``step`` (0-based):
+        ``step / total_steps``, 0 at the first step."""
+        return min(step / max(self.total_steps, 1), 1.0)
 
     # ------------------------------------------------------------------ checkpoints
     def _save_last(self) -> None:
@@ -290,22 +326,28 @@ class Trainer:
         lr = self.lr_at(st.global_step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        with self._autocast(), SpikeRecorder(self.model, detach=False) as rec:
-            logits = self.model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            penalty = rate_penalty(rec.spikes, cfg.rate_penalty)
-            if penalty is not None:
-                loss = loss + penalty
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise self._nonfinite("loss", x)
+        if self.surrogate_schedule is not None:     # a pure function of the step: resumable
+            anneal_surrogates(self.model, self.surrogate_progress(st.global_step),
+                              self.surrogate_schedule)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
+        with self._autocast(), SpikeRecorder(self.model, detach=False) as rec:
+            if cfg.tbptt_steps is not None:
+                loss_value, logits = tbptt_backward(
+                    self.model, x, cfg.tbptt_steps,
+                    lambda scores, first, T: self._objective(scores, y, rec.spikes, first, T),
+                    lambda loss: self._backward(loss, x))
+            else:
+                if isinstance(cfg.loss, CELoss):
+                    logits = self.model(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                    loss = self._add_regularisers(loss, rec.spikes, 1.0)
+                else:
+                    logits, scores = self._per_step(x)
+                    loss = self._objective(scores, y, rec.spikes, 0, scores.shape[0])
+                loss_value = self._backward(loss, x)
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         if cfg.grad_clip is not None:
             norm = nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         else:
@@ -321,6 +363,39 @@ class Trainer:
             self.optimizer.step()
         correct = float((logits.argmax(1) == y).sum())
         return loss_value, correct, mean_rate(rec.spikes)
+
+    def _per_step(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(logits [B, C], scores [T, B, C])`` of the model (per-step losses need them)."""
+        return self.model(x, per_step=True)
+
+    def _objective(self, scores: Tensor, y: Tensor, spikes: dict[str, Tensor], first: int,
+                   total: int) -> Tensor:
+        """The loss carried by the per-step scores of steps ``first ..`` of ``total`` steps
+        (the whole sequence, or one TBPTT chunk) plus the regularisers on the spikes recorded
+        for these steps, weighted by the steps' share of time."""
+        cfg = self.cfg
+        loss = chunk_loss(cfg.loss, scores, y, reduce_steps=self.model.readout.reduce_steps,
+                          weights=self._trt_weights, first_step=first, total_steps=total,
+                          label_smoothing=cfg.label_smoothing)
+        return self._add_regularisers(loss, spikes, scores.shape[0] / total)
+
+    def _add_regularisers(self, loss: Tensor, spikes: dict[str, Tensor], share: float) -> Tensor:
+        for penalty in (rate_penalty(spikes, self.cfg.rate_penalty),
+                        spike_entropy(spikes, self.cfg.spike_entropy.weight)):
+            if penalty is not None:
+                loss = loss + (penalty if share == 1.0 else share * penalty)
+        return loss
+
+    def _backward(self, loss: Tensor, x: Tensor) -> float:
+        """Check ``loss`` is finite (naming the step and layer if not), then backpropagate it."""
+        value = loss.item()
+        if not math.isfinite(value):
+            raise self._nonfinite("loss", x)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        return value
 
     def _nonfinite(self, what: str, x: Tensor) -> NonFiniteError:
         st = self.state
