@@ -369,3 +369,87 @@ def test_add_only_layers_count_their_additions_as_synops():
     with OpCounter(layer, infer_samples=False, dense=True) as dense:
         layer(spikes)
     assert dense.layers[""].macs == 4 * 6 * 10 and dense.layers[""].synops == 0
+
+
+# ----------------------------------------------------------------------------- spike products
+
+def _brute_matmul_ops(a, b):
+    """(additions, MACs) of a @ b by looping over every product a[i, m] * b[m, p]."""
+    spike_a, spike_b = is_spike_count_tensor(a), is_spike_count_tensor(b)
+    if not (spike_a or spike_b):
+        return 0, a.shape[-2] * a.shape[-1] * b.shape[-1]
+    adds = 0
+    for i, m, p in itertools.product(range(a.shape[0]), range(a.shape[1]), range(b.shape[1])):
+        ai, bp = a[i, m].abs().item(), b[m, p].abs().item()
+        if spike_a and spike_b:
+            adds += int(ai * bp)              # both active: |a| * |b| accumulates
+        elif spike_a:
+            adds += int(ai)                   # a's spike adds b[m, p], zero or not
+        else:
+            adds += int(bp)
+    return adds, 0
+
+
+@pytest.mark.parametrize("kind", ["spikes x spikes", "spikes x real", "real x spikes",
+                                  "real x real", "counts x spikes"])
+def test_matmul_ops_equal_a_loop_over_products(kind):
+    from snn5.metrics.ops import matmul_ops
+    g = torch.Generator().manual_seed(0)
+    a, b = _spikes(4, 5, seed=1), _spikes(5, 3, seed=2)
+    if "real x" in kind:
+        a = torch.rand(4, 5, generator=g)
+    if "x real" in kind:
+        b = torch.rand(5, 3, generator=g)
+    if kind.startswith("counts"):
+        a = a * 3
+    assert matmul_ops(a, b) == _brute_matmul_ops(a, b)
+    assert matmul_ops(a, b, dense=True) == (0, 4 * 5 * 3)
+
+
+def test_attention_products_are_counted_in_a_model():
+    from snn5.nn import IF
+    from snn5.nn.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
+    x = _spikes(3, 2, 5, 4, p=0.6)                       # [T, B, N, D]
+    ssa = SpikingSelfAttention(4, 2, lambda v_th=None: IF(v_th=v_th or 0.3))
+    qkv = {}
+    for n in ("q", "k", "v"):
+        getattr(ssa, f"{n}_sn").register_forward_hook(
+            lambda m, a, out, n=n: qkv.__setitem__(n, out[0].view(3, 2, 5, 2, 2).transpose(2, 3)))
+    with OpCounter(ssa, infer_samples=False) as ops:
+        ssa(x)
+    q, k, v = qkv["q"], qkv["k"], qkv["v"]
+    meets = (q.sum(-2) * k.sum(-2)).sum()                # pairs of active q[i, c], k[j, c]
+    assert ops.layers["qk"].synops == int(meets) and ops.layers["qk"].calls == 1
+    attn = q @ k.transpose(-2, -1)
+    if is_spike_count_tensor(attn):                      # overlaps <= 15: spike counts
+        expected = int((attn.sum(-2) * v.sum(-1)).sum())
+    else:                                                # each spike of v adds a column
+        expected = int(v.sum()) * attn.shape[-2]
+    assert ops.layers["av"].synops == expected > 0
+    sdsa = SpikeDrivenSelfAttention(4, 2, lambda v_th=None: IF(v_th=v_th or 0.3))
+    kv = {}
+    sdsa.kv.register_forward_pre_hook(lambda m, a: kv.__setitem__("both", (a[0] * a[1]).sum()))
+    with OpCounter(sdsa, infer_samples=False) as ops:
+        sdsa(x)
+    assert ops.layers["kv"].synops == int(kv["both"]) and ops.layers["kv"].macs == 0
+
+
+def test_ssm_counts_input_accumulates_and_mode_macs():
+    from snn5.nn.ssm import DiagonalSSM
+    ssm = DiagonalSSM(3, modes=4)
+    u = _spikes(6, 2, 3, p=0.5)
+    with OpCounter(ssm, infer_samples=False) as ops:
+        ssm(u)
+    assert ops.layers[""].synops == int(u.sum()) * (2 * 4 + 1)
+    assert ops.layers[""].macs == u.numel() * 6 * 4
+    with OpCounter(ssm, infer_samples=False) as ops:
+        ssm(torch.rand(6, 2, 3))
+    assert ops.layers[""].synops == 0 and ops.layers[""].macs == 36 * (6 * 4 + 2 * 4 + 1)
+
+
+def test_dense_only_layers_count_macs_even_on_zero_input():
+    layer = nn.Linear(4, 2)
+    layer.dense_only = True
+    with OpCounter(layer, infer_samples=False) as ops:
+        layer(torch.zeros(3, 4))
+    assert ops.layers[""].macs == 3 * 2 * 4 and ops.layers[""].synops == 0
