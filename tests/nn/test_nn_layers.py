@@ -130,3 +130,30 @@ def test_time_chunked_checkpointing_refuses_training_batchnorm():
         net(torch.randn(6, 3, 5), checkpoint_steps=2)
     with pytest.raises(ValueError, match="checkpoint_steps must be >= 1"):
         snn5.Sequential(snn5.LIF())(torch.randn(6, 3, 5), checkpoint_steps=0)
+
+
+def test_detach_state_keeps_values_and_cuts_gradients() -> None:
+    from snn5.nn.layers import detach_state
+    torch.manual_seed(0)
+    net = Sequential(nn.Linear(3, 5), LIF(5e-3), nn.Linear(5, 4), ALIF(5e-3),
+                     Sequential(nn.Linear(4, 2), LIF(4e-3)))
+    x = torch.randn(8, 2, 3, requires_grad=True)
+    whole, _ = net(x)
+    out1, state = net(x[:5])
+    cut = detach_state(state)
+    assert type(cut) is tuple and cut[0] is None and type(cut[1]) is type(state[1])
+    assert type(cut[4][1]) is type(state[4][1])                # nested NamedTuples kept
+    def tensors(s):
+        if isinstance(s, torch.Tensor):
+            return [s]
+        return [t for part in s for t in tensors(part)] if isinstance(s, tuple) else []
+
+    leaves = tensors(cut)
+    assert len(leaves) == len(tensors(state))
+    assert leaves and all(not t.requires_grad for t in leaves)
+    out2, _ = net(x[5:], cut)
+    torch.testing.assert_close(torch.cat([out1, out2]), whole, rtol=0, atol=0)
+    out2.sum().backward()
+    assert torch.count_nonzero(x.grad[:5]) == 0 and torch.count_nonzero(x.grad[5:]) > 0
+    with pytest.raises(TypeError, match="cannot detach a state of type dict"):
+        detach_state({"v": torch.zeros(1)})

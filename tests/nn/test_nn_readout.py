@@ -101,3 +101,33 @@ def test_build_encoder() -> None:
                       (Encoding.LATENCY, LatencyEncoder)]:
         enc = build_encoder(kind, 6)
         assert type(enc) is cls and enc.timesteps == 6
+
+
+@pytest.mark.parametrize("readout, time_mean", [
+    (SpikeCount(), False), (TimeMean(), True), (MembraneReadout(8e-3, dt=1e-3), True),
+    (MembraneReadout(8e-3, dt=1e-3, reduce="max"), False)])
+def test_per_step_scores_reduce_to_the_logits(readout, time_mean) -> None:
+    x = (torch.rand(9, 3, 4) > 0.5).double() if isinstance(readout, SpikeCount) \
+        else torch.randn(9, 3, 4, dtype=torch.float64)
+    scores, _ = readout.steps(x)
+    assert scores.shape == (9, 3, 4)
+    torch.testing.assert_close(readout.reduce_steps(scores), readout(x), rtol=0, atol=0)
+    assert readout.time_mean is time_mean
+    if time_mean:
+        torch.testing.assert_close(scores.mean(0), readout(x), rtol=0, atol=0)
+    if isinstance(readout, SpikeCount):                # spikes; the count is T x their mean
+        assert torch.equal(scores, x)
+        torch.testing.assert_close(readout(x), 9 * scores.mean(0))
+    if isinstance(readout, MembraneReadout):           # the LI membrane trace
+        torch.testing.assert_close(scores, li_trace(x, 8e-3, 1e-3), rtol=1e-12, atol=1e-14)
+
+
+def test_membrane_readout_continues_from_its_state() -> None:
+    ro = MembraneReadout(8e-3, dt=1e-3)
+    x = torch.randn(10, 2, 3, dtype=torch.float64)
+    whole, _ = ro.steps(x)
+    first, state = ro.steps(x[:4])
+    rest, _ = ro.steps(x[4:], state)
+    torch.testing.assert_close(torch.cat([first, rest]), whole, rtol=0, atol=0)
+    restarted, _ = ro.steps(x[4:])                     # without the state: a fresh integrator
+    assert not torch.allclose(restarted, whole[4:])
