@@ -8,8 +8,9 @@ Every readout is split in two so that training objectives can see the time axis:
 * ``reduce_steps(scores) -> [B, C]``: the reduction over time;
   ``forward(x) = reduce_steps(steps(x)[0])``.
 
-``time_mean`` says whether ``reduce_steps`` is the time mean, i.e. whether the logits are the mean of
-the per-step scores (the assumption of per-step losses such as TET, Deng et al. ICLR 2022).
+``time_mean`` says whether ``reduce_steps`` is the time mean, i.e. whether the logits are the
+mean of the per-step scores (the assumption of per-step losses such as TET, Deng et al. ICLR
+2022).
 
 =================  =============================  ==================  =========
 readout            per-step scores                reduce_steps        time_mean

@@ -4,7 +4,13 @@ The trainer is deliberately plain: one loop, explicit state (epoch, batch within
 global step) that a checkpoint captures completely, so that a killed run resumed from its last
 checkpoint follows exactly the path of an uninterrupted run (CPU, same seed): same data order
 (derived from seed and epoch), same RNG stream (saved), same optimiser state, same learning rate
-(a pure function of the global step).
+(a pure function of the global step), same surrogate parameter (a pure function of the global
+step, ``train.surrogate_schedule``).
+
+The objective is ``train.loss`` (cross-entropy of the logits, or the per-step TET / TRT losses
+on the readout's per-step scores) plus the activity regularisers; with ``train.tbptt_steps`` the
+step runs by truncated BPTT (:mod:`snn5.train.surrogate.tbptt`). Evaluation always reports the
+cross-entropy of the logits. See docs/training.md.
 """
 
 from __future__ import annotations
@@ -107,6 +113,10 @@ def first_nonfinite_module(model: nn.Module, x: Tensor) -> str | None:
 
 class Trainer:
     """Train a classifier ``model(x [B, ...]) -> logits [B, C]`` by BPTT.
+
+    Per-step losses (``train.loss: tet | trt``) and truncated BPTT (``train.tbptt_steps``) need
+    a :class:`snn5.models.SpikingClassifier` (per-step scores ``model(x, per_step=True)``);
+    the trainer checks this, and the surrogate schedule, when it is built.
 
     Args:
         model: the network (its spiking layers are monitored for rates and the rate penalty).
