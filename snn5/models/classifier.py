@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, overload
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, overload
 
 from torch import Tensor, nn
 
@@ -31,6 +31,8 @@ class SpikingClassifier(nn.Module):
             (see :mod:`snn5.nn.readout`); a plain module works for ``forward(x)`` only.
         timesteps: T.
         encoding: how the static input becomes a sequence.
+        encoder_options: keyword options of the encoder (e.g. ``neurons`` of a population
+            code); None: its defaults.
         input_shape: per-sample input shape, checked on every call.
         checkpoint_steps: train with time-chunked activation checkpointing of this many steps
             (see :class:`snn5.nn.Sequential`); None: off.
@@ -38,14 +40,15 @@ class SpikingClassifier(nn.Module):
 
     def __init__(self, layers: Sequence[nn.Module], readout: nn.Module, *, timesteps: int,
                  encoding: Encoding, input_shape: tuple[int, ...],
-                 checkpoint_steps: int | None = None) -> None:
+                 checkpoint_steps: int | None = None,
+                 encoder_options: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         layers = list(layers)
         first = next((i for i, m in enumerate(layers) if is_stateful(m)), len(layers))
         self.timesteps = int(timesteps)
         self.encoding = Encoding.parse(encoding)
         self.input_shape = tuple(input_shape)
-        self.encoder = build_encoder(self.encoding, self.timesteps)
+        self.encoder = build_encoder(self.encoding, self.timesteps, **(encoder_options or {}))
         self.stem = nn.Sequential(*layers[:first])
         self.body = Sequential(*layers[first:])
         self.readout = readout

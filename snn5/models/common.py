@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import inspect
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from snn5.models.spec import NeuronSpec
-from snn5.nn.encoders import Encoding, build_encoder
+from snn5.nn.encoders import ENCODERS, Encoding, build_encoder
 from snn5.nn.event import EventLinear
 from snn5.nn.readout import Readout, TimeMean, build_readout
 
@@ -18,6 +21,9 @@ class ClassifierConfig(BaseModel):
 
     timesteps: int = Field(8, ge=1)
     encoding: Encoding = Encoding.DIRECT
+    encoder_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the encoder, e.g. {neurons: 7, latency: "
+        "true} for population, {band: true} for frequency, {max_rate: 0.5} for poisson")
     neuron: NeuronSpec = NeuronSpec()
     readout: Readout = Readout.MEAN_MEMBRANE
     readout_tau_mem: float | None = Field(None, gt=0, description="LI readout tau (s); "
@@ -25,6 +31,25 @@ class ClassifierConfig(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     checkpoint_steps: int | None = Field(None, ge=1, description="train with time-chunked "
                                          "activation checkpointing (long sequences)")
+
+    @model_validator(mode="after")
+    def _encoder_builds(self) -> ClassifierConfig:
+        if self.encoder_options:
+            make_encoder(self.encoding, self.timesteps, self.encoder_options)
+        return self
+
+
+def make_encoder(encoding: Encoding, timesteps: int, options: dict[str, Any]) -> nn.Module:
+    """The encoder of a config, with a named error for options the encoder does not take."""
+    cls = ENCODERS[encoding]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters
+                if p not in ("self", "timesteps")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        valid = ", ".join(accepted) if accepted else "none"
+        raise ValueError(f"encoder_options {', '.join(unknown)} do not apply to encoding "
+                         f"'{encoding.value}'; its options: {valid}")
+    return build_encoder(encoding, timesteps, **options)
 
 
 class SumTime(nn.Module):
@@ -45,7 +70,8 @@ def step_input(cfg: ClassifierConfig, input_shape: tuple[int, ...], ann: bool
     if cfg.encoding is not Encoding.EVENTS:
         if ann:                          # the ANN twin sees the raw input (direct, one step)
             return tuple(input_shape), 1, []
-        shape = build_encoder(cfg.encoding, cfg.timesteps).out_shape(tuple(input_shape))
+        encoder = make_encoder(cfg.encoding, cfg.timesteps, cfg.encoder_options)
+        shape = encoder.out_shape(tuple(input_shape))
         return shape, cfg.timesteps, []  # e.g. population: first axis grows N-fold
     if len(input_shape) < 2:
         raise ValueError(f"encoding: events needs per-sample input [T, ...] (time first), got "

@@ -95,4 +95,5 @@ def build_hybrid(cfg: HybridConfig, input_shape: tuple[int, ...], num_classes: i
             m.dense_only = True          # snn5.metrics counts the ANN head as MACs, always
     return SpikingClassifier(layers, TimeMean(), timesteps=timesteps,
                              encoding=Encoding.DIRECT if ann else cfg.encoding,
+                             encoder_options=None if ann else cfg.encoder_options,
                              input_shape=input_shape)

@@ -88,5 +88,6 @@ def build_spiking_ssm(cfg: SpikingSSMConfig, input_shape: tuple[int, ...], num_c
     tail, readout = output_layers(cfg, ann)
     return SpikingClassifier(layers + tail, readout, timesteps=timesteps,
                              encoding=Encoding.DIRECT if ann else cfg.encoding,
+                             encoder_options=None if ann else cfg.encoder_options,
                              input_shape=input_shape,
                              checkpoint_steps=None if ann else cfg.checkpoint_steps)

@@ -7,7 +7,7 @@ from snn5.nn.encoders import (
     DirectEncoder, Encoding, FrequencyEncoder, LatencyEncoder, PoissonEncoder, PopulationEncoder,
     build_encoder,
 )
-from snn5.nn.layers import Sequential, TimeDistributed, is_stateful
+from snn5.nn.layers import Sequential, TimeDistributed, detach_state, is_stateful
 from snn5.nn.monitor import SpikeRecorder, spiking_layers
 from snn5.nn.neurons import (
     ALIF, IF, LI, LIF, NEURONS, PLIF, ALIFCell, IFCell, LICell, LIFCell, Neuron, NeuronBase,
@@ -39,7 +39,7 @@ __all__ = [
     "LIFCell", "LatencyEncoder", "MembraneReadout", "NEURONS", "Neuron", "NeuronBase",
     "NeuronCell", "PLIF", "PLIFCell", "PoissonEncoder", "Readout", "Sequential", "SpikeCount",
     "SpikeRecorder", "TimeDistributed", "TimeMean", "build_encoder", "build_readout",
-    "is_stateful", "readout_is_spiking", "spiking_layers",
+    "detach_state", "is_stateful", "readout_is_spiking", "spiking_layers",
     "ELLIF", "ELLIFCell", "GLIF", "GLIFCell", "IntLIF", "IntLIFCell", "RefractoryLIF",
     "RefractoryLIFCell", "TCLIF", "TCLIFCell", "FrequencyEncoder", "PopulationEncoder",
     "ScheduleKind", "SurrogateSchedule", "anneal_surrogates",

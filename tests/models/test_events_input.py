@@ -46,3 +46,20 @@ def test_ann_twin_sums_the_frames():
 def test_static_input_with_events_encoding_is_refused():
     with pytest.raises(ValueError, match="events needs per-sample input"):
         build_model({"name": "spiking_mlp", "encoding": "events"}, (64,), 10)
+
+
+def test_encoder_options_reach_the_encoder_and_unknown_ones_are_named() -> None:
+    model = build_model({"name": "spiking_mlp", "encoding": "population", "timesteps": 4,
+                         "encoder_options": {"neurons": 7, "latency": True}, "hidden": [8]},
+                        (1, 8, 8), 3)
+    assert model.encoder.neurons == 7 and model.encoder.latency
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert first.in_features == 7 * 64                  # the population widens the first layer
+    out = model(torch.rand(2, 1, 8, 8))
+    assert out.shape == (2, 3)
+    with pytest.raises(ValueError, match="encoder_options width do not apply to encoding "
+                                         "'population'; its options: neurons, lo, hi"):
+        build_model({"name": "spiking_mlp", "encoding": "population",
+                     "encoder_options": {"width": 3}}, (1, 8, 8), 3)
+    with pytest.raises(ValueError, match="its options: none"):
+        build_model({"name": "conv_snn", "encoder_options": {"neurons": 3}}, (1, 8, 8), 3)
