@@ -136,6 +136,9 @@ def _run_one(cfg: RunConfig, run_dir: Path, progress: bool | None) -> dict[str, 
     metrics_path = run_dir / METRICS
     if metrics_path.is_file():
         previous = load_config(run_dir / CONFIG)
+        # where the files are read from does not change a run (the dataset checksum is kept)
+        previous = previous.model_copy(update={"data": previous.data.model_copy(
+            update={"data_dir": cfg.data.data_dir})})
         diff = config_diff(previous, cfg)
         if diff:
             raise ConfigError(f"{run_dir} holds a finished run of another config ({'; '.join(diff)}); "

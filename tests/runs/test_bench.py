@@ -51,7 +51,7 @@ def test_suite_writes_rows_json_markdown_plots_and_resumes(tmp_path: Path) -> No
     assert (out / "plots" / "firing_rate_per_layer.png").stat().st_size > 0
     # a second invocation reuses the finished runs (no retraining: same metrics files)
     stamp = (out / "runs" / "digits-mlp" / "seed0" / "metrics.json").stat().st_mtime_ns
-    again = run_bench(suite, out)
+    again = run_bench(suite, out, data_dir=str(tmp_path))    # another data root: same run
     assert again["rows"] == result["rows"]
     assert (out / "runs" / "digits-mlp" / "seed0" / "metrics.json").stat().st_mtime_ns == stamp
 
