@@ -8,8 +8,8 @@ float64 computation and a bfloat16 run keeps bfloat16).
 
 - GLIF: gated mixture of leak, integration and reset forms (Yao et al., NeurIPS 2022).
 - TC-LIF: two compartments, dendrite and soma, with learned coupling (Zhang et al., AAAI 2024).
-- EL-LIF: LIF whose per-step decay is a learned function of the input (the evolutionary leak of
-  FEEL-SNN, Xu et al., NeurIPS 2024, in the input-dependent form asked for by issue 6).
+- EL-LIF: LIF with a learned leak per time step (the evolutionary leak of FEEL-SNN, Xu et al.,
+  NeurIPS 2024).
 - Integer LIF: integer spikes in training, an exact binary sub-step form for inference.
 - Refractory LIF: a LIF that cannot fire for a refractory time growing with recent activity.
 """
@@ -35,57 +35,66 @@ def _p(x: Tensor, value: Scalar) -> Scalar:
 
 # ----------------------------------------------------------------------------- GLIF
 
+class GLIFState(NamedTuple):
+    v: Tensor                       # [B, *F] membrane U[t] after the charge (before its reset)
+    z: Tensor                       # [B, *F] last spike S[t]; its reset is applied at step t+1
+
+
 class GLIFParams(NamedTuple):
-    tau_raw: Tensor                 # tau_mem = dt / sigmoid(tau_raw) (the PLIF reparameterisation)
+    tau_raw: Tensor                 # lam = sigmoid(tau_raw): exponential decay per step
     leak_gate: Tensor               # alpha = sigmoid(leak_gate): exponential vs linear leak
-    integ_gate: Tensor              # beta_g = sigmoid(integ_gate): plain vs conductance input
-    reset_gate: Tensor              # gamma = sigmoid(reset_gate): configured vs hard reset
-    linear_leak: Tensor             # E_L: potential lost per step by the linear leak
+    integ_gate: Tensor              # beta = sigmoid(integ_gate): plain vs conductance input
+    reset_gate: Tensor              # gamma = sigmoid(reset_gate): hard vs soft reset
+    linear_leak: Tensor             # E_L = sigmoid(linear_leak): potential lost by the linear leak
+    reset_potential: Tensor         # V_R = sigmoid(reset_potential): removed by the soft reset
     conductance: Tensor             # g = sigmoid(conductance): input conductance in (0, 1)
     v_th: Scalar = 1.0
     reset: Reset = Reset.SUBTRACT
     detach_reset: bool = False
 
 
-def glif_step(x: Tensor, state: LIFState, p: GLIFParams, *, dt: float = 1e-3,
+def glif_step(x: Tensor, state: GLIFState, p: GLIFParams, *, dt: float = 1e-3,
               surrogate: Surrogate = DEFAULT_SURROGATE, width: Tensor | None = None
-              ) -> tuple[Tensor, LIFState]:
+              ) -> tuple[Tensor, GLIFState]:
     """Gated LIF (GLIF; Yao et al., "GLIF: A Unified Gated Leaky Integrate-and-Fire Neuron for
     Spiking Neural Networks", NeurIPS 2022), one step.
 
-    Three gates in (0, 1), each the sigmoid of a learned parameter, mix two forms of each part
-    of the LIF update (the paper's membrane equation, leak / integration / reset terms)::
+    Every quantity is the sigmoid of a learned parameter. With ``k = 1 - alpha (1 - lam)`` (the
+    leak gate mixing exponential decay ``lam`` with no decay plus a linear leak ``E_L``)::
 
-        beta  = exp(-sigmoid(tau_raw))                          # exponential decay, tau > dt
-        v'    = alpha * beta * v + (1 - alpha) * (v - E_L)      # leak: exponential | linear
-              + (1 - beta) * (1 - beta_g * (1 - g)) * x         # integration: x | g * x
-        z     = H(v' - v_th)
-        v_new = gamma * reset(v', z) + (1 - gamma) * v' * (1 - z)   # reset: configured | hard
+        U[t] = k U[t-1] (1 - gamma S[t-1]) - (1 - gamma) V_R S[t-1]    # leak + gated reset
+               - (1 - alpha) E_L + (1 - beta (1 - g)) x[t]             # linear leak, input
+        S[t] = H(U[t] - v_th)
 
-    Deliberate deviations: (1) the input is scaled by ``1 - beta`` as in every snn5 neuron (the
-    exact zero-order-hold integration of ``tau dv/dt = -v + x``), so saturated gates
-    (alpha, gamma -> 1, beta_g -> 0) give exactly :func:`snn5.core.lif_step`; (2) the paper's
-    conductance is one value per time step of a fixed T; here it is one value per channel (or
-    layer), so the neuron runs any T and streams; (3) the soft reset subtracts ``v_th`` (no
-    separate learned reset voltage), and the reset gate mixes the configured reset
-    (``p.reset``; SUBTRACT gives the paper's soft/hard mixture) with the hard reset.
+    The reset of a spike is applied at the next step, as in the paper: gamma -> 1 is the hard
+    reset (the carried potential is dropped), gamma -> 0 the soft reset by the learned ``V_R``.
+    ``p.reset``: SUBTRACT is this gated reset (the paper), ZERO the hard part alone
+    (``gamma = 1``), NONE no reset. The input is not scaled by ``1 - lam`` (the paper's
+    form, unlike :func:`snn5.core.lif_step`); ``dt`` is unused (``lam`` is a per-step rate, set
+    from a physical ``tau_mem`` only at initialisation). Deliberate deviation: the paper's
+    conductance ``g`` is one value per time step of a fixed T; here it is one value per layer or
+    channel, so the neuron runs any T and streams.
     """
-    beta = torch.exp(-torch.sigmoid(_p(x, p.tau_raw)))
+    lam = torch.sigmoid(_p(x, p.tau_raw))
     alpha = torch.sigmoid(_p(x, p.leak_gate))
-    beta_g = torch.sigmoid(_p(x, p.integ_gate))
+    beta = torch.sigmoid(_p(x, p.integ_gate))
     gamma = torch.sigmoid(_p(x, p.reset_gate))
+    e_l = torch.sigmoid(_p(x, p.linear_leak))
+    v_r = torch.sigmoid(_p(x, p.reset_potential))
     g = torch.sigmoid(_p(x, p.conductance))
     v_th = _as(x, p.v_th)
-    v = state.v
-    v = alpha * beta * v + (1.0 - alpha) * (v - _p(x, p.linear_leak)) \
-        + (1.0 - beta) * (1.0 - beta_g * (1.0 - g)) * x
-    z = spike(v - v_th, surrogate, width)
-    soft = reset_membrane(v, z, v_th, p.reset, detach=p.detach_reset)
-    hard = reset_membrane(v, z, v_th, Reset.ZERO, detach=p.detach_reset)
-    return z, LIFState(gamma * soft + (1.0 - gamma) * hard)
+    s = state.z.detach() if p.detach_reset else state.z
+    carried = (1.0 - alpha * (1.0 - lam)) * state.v
+    if p.reset is Reset.SUBTRACT:
+        carried = carried * (1.0 - gamma * s) - (1.0 - gamma) * v_r * s
+    elif p.reset is Reset.ZERO:
+        carried = carried * (1.0 - s)
+    u = carried - (1.0 - alpha) * e_l + (1.0 - beta * (1.0 - g)) * x
+    z = spike(u - v_th, surrogate, width)
+    return z, GLIFState(u, z)
 
 
-def glif_scan(x_seq: Tensor, state: LIFState, p: GLIFParams, **kw) -> tuple[Tensor, LIFState]:
+def glif_scan(x_seq: Tensor, state: GLIFState, p: GLIFParams, **kw) -> tuple[Tensor, GLIFState]:
     """:func:`glif_step` over ``x_seq: [T, B, *F]``."""
     return _scan(glif_step, x_seq, state, p, **kw)
 
@@ -113,18 +122,16 @@ def tclif_step(x: Tensor, state: TCLIFState, p: TCLIFParams, *, dt: float = 1e-3
     Model for Long-Term Sequential Modelling", AAAI 2024), one step::
 
         v_d = v_d + beta_1 * v_s + x            # dendrite integrates the input
-        v_s = v_s + beta_2 * v_d                # soma is driven by the dendrite
+        v_s = v_s + beta_2 * v_d                # soma is driven by the (new) dendrite
         z   = H(v_s - v_th)
-        v_s = reset(v_s, z)                     # subtract v_th (the paper) / zero / none
-        v_d = v_d - gamma * z                   # the spike also resets the dendrite
+        SUBTRACT (the paper): v_s = v_s - v_th z,  v_d = v_d - gamma z
+        ZERO: v_s = v_s (1 - z), dendrite kept;    NONE: no reset
 
     ``beta_1 = -sigmoid(coupling_sd_raw)`` (inhibitory feedback) and ``beta_2 =
-    sigmoid(coupling_ds_raw)`` are the paper's learned couplings; the paper writes the resets as
-    ``-gamma S[t-1]`` and ``-v_th S[t-1]`` terms of the next update, which is the same as
-    resetting right after the spike as here. The coupled compartments have no leak of their
-    own: the update matrix has determinant 1 (the paper's long memory), so only the resets
-    damp it. The couplings are per-step rates, so ``dt`` is accepted for a uniform signature
-    and unused.
+    sigmoid(coupling_ds_raw)`` are the paper's learned couplings (one pair per layer by
+    default). The paper writes the resets as ``-gamma S[t-1]`` and ``-v_th S[t-1]`` terms of the
+    next update, the same as resetting right after the spike as here. The compartments have no
+    leak of their own. The couplings are per-step rates, so ``dt`` is unused.
     """
     beta1 = -torch.sigmoid(_p(x, p.coupling_sd_raw))
     beta2 = torch.sigmoid(_p(x, p.coupling_ds_raw))
@@ -133,7 +140,8 @@ def tclif_step(x: Tensor, state: TCLIFState, p: TCLIFParams, *, dt: float = 1e-3
     v_s = state.v_s + beta2 * v_d
     z = spike(v_s - v_th, surrogate, width)
     v_s = reset_membrane(v_s, z, v_th, p.reset, detach=p.detach_reset)
-    v_d = v_d - p.dendrite_reset * (z.detach() if p.detach_reset else z)
+    if p.reset is Reset.SUBTRACT:
+        v_d = v_d - p.dendrite_reset * (z.detach() if p.detach_reset else z)
     return z, TCLIFState(v_d, v_s)
 
 
@@ -143,46 +151,50 @@ def tclif_scan(x_seq: Tensor, state: TCLIFState, p: TCLIFParams, **kw
     return _scan(tclif_step, x_seq, state, p, **kw)
 
 
-# ----------------------------------------------------------------------------- EL (input leak)
+# ----------------------------------------------------------------------------- EL (per-step leak)
+
+class ELLIFState(NamedTuple):
+    v: Tensor                       # [B, *F] membrane potential
+    step: Tensor                    # [B, *F] index of the leak used at the next step (0, 1, ...)
+
 
 class ELLIFParams(NamedTuple):
-    leak_weight: Tensor             # w: how the input moves the decay
-    leak_bias: Tensor               # b: the decay at zero input is sigmoid(b)
+    leak: Tensor                    # [T_leak, *shape] lam_t: the learned leak of step t
     v_th: Scalar = 1.0
-    reset: Reset = Reset.SUBTRACT
+    reset: Reset = Reset.ZERO
     detach_reset: bool = False
 
 
-def el_leak_bias(tau_mem: float, dt: float) -> Tensor:
-    """The bias ``b`` that makes the decay at zero input ``exp(-dt / tau_mem)``."""
-    beta = torch.as_tensor(decay(tau_mem, dt), dtype=torch.float64)
-    return torch.logit(beta).to(torch.float32)
-
-
-def el_lif_step(x: Tensor, state: LIFState, p: ELLIFParams, *, dt: float = 1e-3,
+def el_lif_step(x: Tensor, state: ELLIFState, p: ELLIFParams, *, dt: float = 1e-3,
                 surrogate: Surrogate = DEFAULT_SURROGATE, width: Tensor | None = None
-                ) -> tuple[Tensor, LIFState]:
-    """LIF with an input-dependent, learned decay: the evolutionary leak (EL) of FEEL-SNN
-    (Xu et al., "FEEL-SNN: Robust Spiking Neural Networks with Frequency Encoding and
-    Evolutionary Leak Factor", NeurIPS 2024), one step::
+                ) -> tuple[Tensor, ELLIFState]:
+    """LIF with a learned leak per time step: the evolutionary leak (EL) of FEEL-SNN (Xu et al.,
+    "FEEL-SNN: Robust Spiking Neural Networks with Frequency Encoding and Evolutionary Leak
+    Factor", NeurIPS 2024), one step::
 
-        lam = sigmoid(w * x + b)                # decay in (0, 1), evolves with the input
-        v   = lam * v + (1 - lam) * x
-        z   = H(v - v_th); reset
+        v = lam_t * v + x[t]                    # lam_t learned, one per step (and neuron)
+        z = H(v - v_th); reset (ZERO, the paper's hard reset, by default)
 
-    ``w`` and ``b`` are learned (per layer or channel); ``b`` starts at ``logit(exp(-dt /
-    tau_mem))`` and ``w`` at 0, so the neuron starts as a LIF. Note: issue 6 specifies the decay
-    as a learned function of the input; we could not check the paper's own equations here
-    (the paper's leak may instead be learned per time step), so this is the issue's form.
+    ``p.leak[t]`` is used at step ``t`` (counted by ``state.step``); steps at or beyond
+    ``T_leak`` reuse the last leak, so ``T_leak = 1`` is one learned leak for all steps. The
+    leak is not squashed into (0, 1) and the input is not scaled by ``1 - lam`` (the paper's
+    form). The leak does not depend on the input; ``dt`` is unused.
     """
-    lam = torch.sigmoid(_p(x, p.leak_weight) * x + _p(x, p.leak_bias))
+    n = p.leak.shape[0]
+    idx = state.step.detach().clamp(0, n - 1).long()                     # [B, *F]
+    leak = _p(x, p.leak)
+    leak = leak.reshape(n, *([1] * (x.ndim - (leak.ndim - 1))), *leak.shape[1:])
+    onehot = idx.unsqueeze(0) == torch.arange(n, device=x.device).view(n, *[1] * x.ndim)
+    lam = (leak * onehot.to(x.dtype)).sum(0)                             # [B, *F]
     v_th = _as(x, p.v_th)
-    v = lam * state.v + (1.0 - lam) * x
+    v = lam * state.v + x
     z = spike(v - v_th, surrogate, width)
-    return z, LIFState(reset_membrane(v, z, v_th, p.reset, detach=p.detach_reset))
+    step = (state.step.detach() + 1.0).clamp(max=n - 1)
+    return z, ELLIFState(reset_membrane(v, z, v_th, p.reset, detach=p.detach_reset), step)
 
 
-def el_lif_scan(x_seq: Tensor, state: LIFState, p: ELLIFParams, **kw) -> tuple[Tensor, LIFState]:
+def el_lif_scan(x_seq: Tensor, state: ELLIFState, p: ELLIFParams, **kw
+                ) -> tuple[Tensor, ELLIFState]:
     """:func:`el_lif_step` over ``x_seq: [T, B, *F]``."""
     return _scan(el_lif_step, x_seq, state, p, **kw)
 
@@ -334,8 +346,8 @@ def refractory_lif_scan(x_seq: Tensor, state: RefractoryLIFState,
 
 
 __all__ = [
-    "ELLIFParams", "GLIFParams", "IntLIFParams", "RefractoryLIFParams", "RefractoryLIFState",
-    "TCLIFParams", "TCLIFState", "el_leak_bias", "el_lif_scan", "el_lif_step", "glif_scan",
-    "glif_step", "int_lif_binary_scan", "int_lif_binary_step", "int_lif_scan", "int_lif_step",
+    "ELLIFParams", "ELLIFState", "GLIFParams", "GLIFState", "IntLIFParams",
+    "RefractoryLIFParams", "RefractoryLIFState", "TCLIFParams", "TCLIFState", "el_lif_scan",
+    "el_lif_step", "glif_scan", "glif_step", "int_lif_binary_scan", "int_lif_binary_step", "int_lif_scan", "int_lif_step",
     "refractory_lif_scan", "refractory_lif_step", "refractory_steps", "tclif_scan", "tclif_step",
 ]

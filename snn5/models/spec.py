@@ -85,12 +85,15 @@ class NeuronSpec(BaseModel):
     beta_adapt: float = 1.8
     # glif
     gate_init: float = 0.5
-    linear_leak: float = 0.0
+    linear_leak: float = 0.0625
+    reset_potential: float = 0.5
     conductance: float = 0.5
     # tc_lif
     coupling_sd: float = 0.5
     coupling_ds: float = 0.5
     dendrite_reset: float = 0.5
+    # el_lif
+    leak_steps: int = 1
     # int_lif
     max_spike: int = 4
     # refractory_lif

@@ -56,35 +56,40 @@ def _check_non_negative(name: str, value: float) -> float:
 class _GLIF:
     family = "glif"
     _step_fn = staticmethod(X.glif_step)
-    _state_type = F.LIFState
+    _state_type = X.GLIFState
 
     def __init__(self, tau_mem: float = 20e-3, *, shape: tuple[int, ...] = (),
-                 gate_init: float = 0.5, linear_leak: float = 0.0, conductance: float = 0.5,
-                 **kw: Any) -> None:
+                 gate_init: float = 0.5, linear_leak: float = 0.0625,
+                 reset_potential: float = 0.5, conductance: float = 0.5, **kw: Any) -> None:
         super().__init__(**kw)
         tau0 = _check_tau("tau_mem", tau_mem, self.dt)
         gate = _logit(_check_unit_open("gate_init", gate_init))
-        self.tau_raw = _learned(shape, F.plif_raw(tau0, self.dt))
+        self.tau_raw = _learned(shape, _logit(math.exp(-self.dt / tau0)))
         self.leak_gate = _learned(shape, gate)
         self.integ_gate = _learned(shape, gate)
         self.reset_gate = _learned(shape, gate)
-        self.linear_leak = _learned(shape, _check_non_negative("linear_leak", linear_leak))
+        self.linear_leak = _learned(shape, _logit(_check_unit_open("linear_leak", linear_leak)))
+        self.reset_potential = _learned(
+            shape, _logit(_check_unit_open("reset_potential", reset_potential)))
         self.conductance = _learned(shape, _logit(_check_unit_open("conductance", conductance)))
 
     @property
     def tau_mem(self) -> Tensor:
-        """Current membrane time constant(s) in seconds (always > dt)."""
-        return F.plif_tau(self.tau_raw.detach(), self.dt)
+        """Current membrane time constant(s) in seconds: ``-dt / log(sigmoid(tau_raw))``
+        (``inf`` when the decay rounds to 1)."""
+        return self.dt / torch.nn.functional.softplus(-self.tau_raw.detach())
 
     def gates(self) -> dict[str, Tensor]:
-        """The current gate values, each in (0, 1): leak (alpha), integration, reset (gamma)."""
+        """The current values in (0, 1): the gates alpha (leak), beta (integration), gamma
+        (reset), and the conductance, linear leak E_L and soft-reset potential V_R."""
         return {name: torch.sigmoid(getattr(self, name).detach())
-                for name in ("leak_gate", "integ_gate", "reset_gate", "conductance")}
+                for name in ("leak_gate", "integ_gate", "reset_gate", "conductance",
+                             "linear_leak", "reset_potential")}
 
     def params(self) -> X.GLIFParams:
         return X.GLIFParams(self.tau_raw, self.leak_gate, self.integ_gate, self.reset_gate,
-                            self.linear_leak, self.conductance, self.v_th, self.reset,
-                            self.detach_reset)
+                            self.linear_leak, self.reset_potential, self.conductance, self.v_th,
+                            self.reset, self.detach_reset)
 
     def _physics(self) -> dict[str, float]:
         return {"tau_mem(mean)": float(self.tau_mem.mean())}
@@ -118,21 +123,24 @@ class _TCLIF:
 class _ELLIF:
     family = "el_lif"
     _step_fn = staticmethod(X.el_lif_step)
-    _state_type = F.LIFState
+    _state_type = X.ELLIFState
 
-    def __init__(self, tau_mem: float = 20e-3, *, shape: tuple[int, ...] = (), **kw: Any) -> None:
+    def __init__(self, tau_mem: float = 20e-3, *, leak_steps: int = 1,
+                 shape: tuple[int, ...] = (), **kw: Any) -> None:
+        kw.setdefault("reset", "zero")                  # the paper's hard reset
         super().__init__(**kw)
         tau0 = _check_tau("tau_mem", tau_mem, self.dt)
-        self.leak_weight = _learned(shape, 0.0)
-        self.leak_bias = _learned(shape, X.el_leak_bias(tau0, self.dt))
+        if isinstance(leak_steps, bool) or not isinstance(leak_steps, int) or leak_steps < 1:
+            raise ValueError(f"leak_steps is the number of learned per-step leaks (the paper "
+                             f"uses the model's T), an int >= 1, got {leak_steps!r}")
+        self.leak = _learned((leak_steps, *shape), math.exp(-self.dt / tau0))
 
-    def decay(self, x: Tensor) -> Tensor:
-        """The per-step decay in (0, 1) this neuron applies for input ``x``."""
-        return torch.sigmoid(self.leak_weight.detach() * x + self.leak_bias.detach())
+    def decay(self, step: int) -> Tensor:
+        """The leak this neuron applies at time step ``step`` (0-based)."""
+        return self.leak.detach()[min(step, self.leak.shape[0] - 1)]
 
     def params(self) -> X.ELLIFParams:
-        return X.ELLIFParams(self.leak_weight, self.leak_bias, self.v_th, self.reset,
-                             self.detach_reset)
+        return X.ELLIFParams(self.leak, self.v_th, self.reset, self.detach_reset)
 
 
 class _IntLIF:
@@ -183,14 +191,17 @@ class _RefractoryLIF:
 # ----------------------------------------------------------------------------- public classes
 
 class GLIF(_GLIF, Neuron):
-    """Gated LIF (Yao et al., NeurIPS 2022). See :func:`snn5.core.neurons_ext.glif_step`.
+    """Gated LIF (Yao et al., NeurIPS 2022). State: ``GLIFState(v, z)``.
+    See :func:`snn5.core.neurons_ext.glif_step`.
 
     Args:
-        tau_mem: initial membrane time constant in seconds (> dt), learned (kept > dt).
+        tau_mem: initial membrane time constant in seconds (> dt): the exponential decay
+            ``sigmoid(tau_raw)`` starts at ``exp(-dt / tau_mem)``; learned.
         shape: shape of every learned parameter: ``()`` one per layer, ``(C, 1, 1)`` one per
             channel of ``[T, B, C, H, W]`` input (the paper's channel-wise gating).
         gate_init: initial value of the three gates, in (0, 1).
-        linear_leak: initial linear leak E_L (potential lost per step), >= 0.
+        linear_leak: initial linear leak E_L (potential lost per step), in (0, 1).
+        reset_potential: initial soft-reset potential V_R, in (0, 1).
         conductance: initial input conductance, in (0, 1).
         **kw: see :class:`snn5.nn.NeuronBase`.
     """
@@ -202,6 +213,7 @@ class GLIFCell(_GLIF, NeuronCell):
 
 class TCLIF(_TCLIF, Neuron):
     """Two-compartment LIF (Zhang et al., AAAI 2024). State: ``TCLIFState(v_d, v_s)``.
+    The paper: ``coupling_sd = coupling_ds = 0.5``, ``dendrite_reset = 0.5``, subtract reset.
     See :func:`snn5.core.neurons_ext.tclif_step`.
 
     Args:
@@ -217,12 +229,16 @@ class TCLIFCell(_TCLIF, NeuronCell):
 
 
 class ELLIF(_ELLIF, Neuron):
-    """LIF with an input-dependent learned decay (FEEL-SNN's evolutionary leak, Xu et al.,
-    NeurIPS 2024). See :func:`snn5.core.neurons_ext.el_lif_step`.
+    """LIF with a learned leak per time step (FEEL-SNN's evolutionary leak, Xu et al.,
+    NeurIPS 2024). State: ``ELLIFState(v, step)``. See :func:`snn5.core.neurons_ext.el_lif_step`.
 
     Args:
-        tau_mem: time constant (s, > dt) giving the decay at zero input when training starts.
-        shape: shape of the learned leak weight and bias (``()`` per layer).
+        tau_mem: time constant (s, > dt); every leak starts at ``exp(-dt / tau_mem)``.
+        leak_steps: number of learned leaks, one per time step (the paper: the model's T);
+            later steps reuse the last one. 1 (default): one leak for every step.
+        shape: shape of the leak of one step: ``()`` one per layer; the paper learns one per
+            neuron (``(C, H, W)``).
+        **kw: see :class:`snn5.nn.NeuronBase`; ``reset`` defaults to ``zero`` (the paper).
     """
 
 

@@ -13,7 +13,7 @@ from snn5.core import (
     int_lif_binary_scan, int_lif_scan, int_lif_step, lif_scan, plif_raw, refractory_lif_scan,
     tclif_scan,
 )
-from snn5.core.neurons_ext import el_leak_bias, refractory_steps
+from snn5.core.neurons_ext import ELLIFState, GLIFState, el_lif_scan, refractory_steps
 
 t = torch.tensor
 
@@ -22,65 +22,77 @@ def logit(p: float) -> torch.Tensor:
     return torch.logit(t(p, dtype=torch.float64))
 
 
-def test_glif_two_steps_by_hand() -> None:
-    # gates alpha = 0.8, beta_g = 0.25, gamma = 0.6, g = 0.5; tau = dt / 0.5 -> beta = e^-0.5
+def test_glif_three_steps_by_hand_from_the_paper() -> None:
+    # Yao et al. 2022: U[t] = k U[t-1] (1 - gamma S[t-1]) - (1 - gamma) V_R S[t-1]
+    #                         - (1 - alpha) E_L + (1 - beta (1 - g)) x[t],  k = 1 - alpha (1 - lam)
+    # alpha = 0.8, beta = 0.25, gamma = 0.6, g = 0.5, lam = 0.5, E_L = 0.1, V_R = 0.5, v_th = 1
     p = GLIFParams(tau_raw=logit(0.5), leak_gate=logit(0.8), integ_gate=logit(0.25),
-                   reset_gate=logit(0.6), linear_leak=t(0.1, dtype=torch.float64),
+                   reset_gate=logit(0.6), linear_leak=logit(0.1), reset_potential=logit(0.5),
                    conductance=logit(0.5), v_th=1.0)
-    x = t([[[3.0]], [[1.0]]], dtype=torch.float64)                       # [T=2, B=1, 1]
-    z, s = glif_scan(x, LIFState(t([[0.5]], dtype=torch.float64)), p)
-    b = math.exp(-0.5)
-    gain = (1 - b) * (1 - 0.25 * (1 - 0.5))                              # integration gate
-    v1 = 0.8 * b * 0.5 + 0.2 * (0.5 - 0.1) + gain * 3.0                  # = 1.5755...
-    assert v1 > 1.0
-    v1r = 0.6 * (v1 - 1.0) + 0.4 * 0.0                                   # soft | hard mixture
-    v2 = 0.8 * b * v1r + 0.2 * (v1r - 0.1) + gain * 1.0
-    assert v2 < 1.0
-    assert z.flatten().tolist() == [1.0, 0.0]
-    assert s.v.item() == pytest.approx(v2, rel=1e-12)
-
-
-def test_glif_with_saturated_gates_is_the_lif() -> None:
-    big = t(60.0)                                                        # sigmoid -> 1 (float64)
-    p = GLIFParams(tau_raw=plif_raw(5e-3, 1e-3).double(), leak_gate=big, integ_gate=-big,
-                   reset_gate=big, linear_leak=t(0.3), conductance=t(0.0))
-    x = torch.rand(10, 3, 4, dtype=torch.float64) * 3
-    s0 = LIFState(torch.zeros(3, 4, dtype=torch.float64))
+    x = t([2.0, 1.0, 0.0], dtype=torch.float64).view(3, 1, 1)
+    s0 = GLIFState(t([[0.5]], dtype=torch.float64), t([[0.0]], dtype=torch.float64))
     z, s = glif_scan(x, s0, p)
-    tau = 1e-3 / torch.sigmoid(plif_raw(5e-3, 1e-3).double()).item()
-    z_lif, s_lif = lif_scan(x, s0, LIFParams(tau_mem=tau))
-    assert torch.equal(z, z_lif) and 0 < z.sum() < z.numel()
-    torch.testing.assert_close(s.v, s_lif.v, rtol=1e-12, atol=1e-12)
+    # k = 1 - 0.8 * 0.5 = 0.6; input gain 1 - 0.25 * 0.5 = 0.875; linear leak 0.2 * 0.1 = 0.02
+    u1 = 0.6 * 0.5 - 0.02 + 0.875 * 2.0                                 # 2.03 -> spike
+    u2 = 0.6 * 2.03 * (1 - 0.6) - 0.4 * 0.5 - 0.02 + 0.875 * 1.0        # 1.1422 -> spike
+    u3 = 0.6 * 1.1422 * 0.4 - 0.2 - 0.02 + 0.0                          # 0.054128 -> silent
+    assert (u1, u2) == (pytest.approx(2.03), pytest.approx(1.1422))
+    assert z.flatten().tolist() == [1.0, 1.0, 0.0]
+    assert s.v.item() == pytest.approx(u3, rel=1e-12) and s.z.item() == 0.0
+
+
+def test_glif_reset_gate_one_is_the_hard_reset_and_zero_the_soft_reset() -> None:
+    big = t(60.0, dtype=torch.float64)                                  # sigmoid -> 1
+    x = t([3.0, 0.0], dtype=torch.float64).view(2, 1, 1)
+    s0 = GLIFState(*[torch.zeros(1, 1, dtype=torch.float64)] * 2)
+    # alpha = 1, beta = 0 (plain input), lam = 0.5, V_R = 0.5
+    common = dict(tau_raw=logit(0.5), leak_gate=big, integ_gate=-big, linear_leak=logit(0.1),
+                  reset_potential=logit(0.5), conductance=logit(0.5))
+    _, hard = glif_scan(x, s0, GLIFParams(reset_gate=big, **common))
+    _, soft = glif_scan(x, s0, GLIFParams(reset_gate=-big, **common))
+    assert hard.v.item() == pytest.approx(0.0, abs=1e-12)               # 0.5 * 3 * (1 - 1)
+    assert soft.v.item() == pytest.approx(0.5 * 3.0 - 0.5, rel=1e-12)   # decay, then - V_R
 
 
 def test_tclif_three_steps_by_hand() -> None:
-    # beta_1 = -0.5, beta_2 = 0.5, gamma = 0.4, v_th = 1
+    # Zhang et al. 2024: beta_1 = -0.5, beta_2 = 0.5, gamma = 0.4, v_th = 1
     p = TCLIFParams(coupling_sd_raw=logit(0.5), coupling_ds_raw=logit(0.5), dendrite_reset=0.4)
     x = t([1.0, 2.0, 0.0], dtype=torch.float64).view(3, 1, 1)
     z, s = tclif_scan(x, TCLIFState(*[torch.zeros(1, 1, dtype=torch.float64)] * 2), p)
-    vd, vs, spikes = 0.0, 0.0, []
-    for xt in (1.0, 2.0, 0.0):
-        vd = vd - 0.5 * vs + xt
-        vs = vs + 0.5 * vd
-        fire = float(vs >= 1.0)
-        vs -= fire * 1.0
-        vd -= 0.4 * fire
-        spikes.append(fire)
-    # step 1: vd = 1, vs = 0.5; step 2: vd = 2.75, vs = 1.875 -> spike; vs = .875, vd = 2.35
-    assert spikes == [0.0, 1.0, 1.0]
-    assert z.flatten().tolist() == spikes
-    assert s.v_d.item() == pytest.approx(vd) and s.v_s.item() == pytest.approx(vs)
+    # step 1: v_d = 1, v_s = 0.5
+    # step 2: v_d = 1 - 0.25 + 2 = 2.75, v_s = 0.5 + 1.375 = 1.875 -> spike: v_s 0.875, v_d 2.35
+    # step 3: v_d = 2.35 - 0.4375 = 1.9125, v_s = 0.875 + 0.95625 = 1.83125 -> spike:
+    #         v_s = 0.83125, v_d = 1.5125
+    assert z.flatten().tolist() == [0.0, 1.0, 1.0]
+    assert s.v_d.item() == pytest.approx(1.5125) and s.v_s.item() == pytest.approx(0.83125)
 
 
-def test_el_lif_decay_follows_the_input_and_stays_in_unit_interval() -> None:
-    p = ELLIFParams(leak_weight=t(2.0), leak_bias=t(0.0), v_th=10.0)
-    x = t([[-50.0, 0.0, 0.5, 50.0]])
-    z, s = el_lif_step(x, LIFState(torch.ones(1, 4)), p)
-    lam = torch.sigmoid(2.0 * x)
-    torch.testing.assert_close(s.v, lam * 1.0 + (1 - lam) * x)
-    assert ((lam >= 0) & (lam <= 1)).all() and lam[0, 1] == 0.5
-    # starts as a LIF: w = 0 and the bias gives exp(-dt / tau_mem)
-    assert torch.sigmoid(el_leak_bias(20e-3, 1e-3)).item() == pytest.approx(math.exp(-0.05))
+def test_tclif_hard_reset_leaves_the_dendrite() -> None:
+    p = TCLIFParams(coupling_sd_raw=logit(0.5), coupling_ds_raw=logit(0.5), dendrite_reset=0.4,
+                    reset=Reset.ZERO)
+    x = t([4.0], dtype=torch.float64).view(1, 1, 1)
+    z, s = tclif_scan(x, TCLIFState(*[torch.zeros(1, 1, dtype=torch.float64)] * 2), p)
+    assert z.item() == 1.0 and s.v_s.item() == 0.0 and s.v_d.item() == 4.0
+
+
+def test_el_lif_three_steps_by_hand_with_a_leak_per_step() -> None:
+    # Xu et al. 2024: v = lam_t v + x[t], hard reset; lam = (0.5, 1.5), the last one reused
+    p = ELLIFParams(leak=t([0.5, 1.5], dtype=torch.float64), v_th=1.0, reset=Reset.ZERO)
+    x = t([0.8, 0.6, 0.1], dtype=torch.float64).view(3, 1, 1)
+    s0 = ELLIFState(*[torch.zeros(1, 1, dtype=torch.float64)] * 2)
+    z, s = el_lif_scan(x, s0, p)
+    # lam_0 at step 0: v = 0.5 * 0 + 0.8 = 0.8; step 1: v = 1.5 * 0.8 + 0.6 = 1.8 -> spike,
+    # v = 0; step 2 (lam_1 reused): v = 1.5 * 0 + 0.1 = 0.1
+    assert z.flatten().tolist() == [0.0, 1.0, 0.0]
+    assert s.v.item() == pytest.approx(0.1) and s.step.item() == 1.0
+
+
+def test_el_lif_leak_does_not_depend_on_the_input() -> None:
+    p = ELLIFParams(leak=t([0.5]), v_th=1e3)
+    s0 = ELLIFState(torch.ones(1, 3), torch.zeros(1, 3))
+    x = t([[-50.0, 0.0, 50.0]])
+    _, s = el_lif_step(x, s0, p)
+    torch.testing.assert_close(s.v, 0.5 + x)
 
 
 def test_integer_spike_is_clamped_rounded_v_over_v_th() -> None:

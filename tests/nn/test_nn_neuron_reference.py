@@ -92,23 +92,29 @@ def ref_alif(m, x):
 
 
 def ref_glif(m, x):
+    # Yao et al. 2022 (SpikingJelly GatedLIFNode): the reset of S[t-1] is applied at step t
     sig = lambda p: 1 / (1 + torch.exp(-p.double()))                     # noqa: E731
-    beta = torch.exp(-sig(m.tau_raw))
-    alpha, beta_g, gamma, g = (sig(m.leak_gate), sig(m.integ_gate), sig(m.reset_gate),
-                               sig(m.conductance))
-    v, out = torch.zeros_like(x[0]), []
+    lam, alpha, beta, gamma = (sig(m.tau_raw), sig(m.leak_gate), sig(m.integ_gate),
+                               sig(m.reset_gate))
+    e_l, v_r, g = sig(m.linear_leak), sig(m.reset_potential), sig(m.conductance)
+    u, s, out = torch.zeros_like(x[0]), torch.zeros_like(x[0]), []
     for xt in x:
-        # leak: exponential | linear; integration: x | g x (scaled by 1 - beta as every LIF)
-        v = alpha * beta * v + (1 - alpha) * (v - m.linear_leak.double()) \
-            + (1 - beta) * ((1 - beta_g) * xt + beta_g * g * xt)
-        z = st_spike(v - threshold(m), m)
-        zr = z.detach() if m.detach_reset else z
-        v = gamma * after_reset(v, z, threshold(m), m) + (1 - gamma) * (v - zr * v)
-        out.append(z)
-    return torch.stack(out), (v,)
+        sr = s.detach() if m.detach_reset else s
+        k = 1 - alpha * (1 - lam)
+        if m.reset is Reset.SUBTRACT:                      # gated: hard (gamma) | soft by V_R
+            reset = k * u * gamma * sr + (1 - gamma) * v_r * sr
+        elif m.reset is Reset.ZERO:
+            reset = k * u * sr
+        else:
+            reset = 0.0
+        u = k * u - (1 - alpha) * e_l + xt * (1 - beta * (1 - g)) - reset
+        s = st_spike(u - threshold(m), m)
+        out.append(s)
+    return torch.stack(out), (u, s)
 
 
 def ref_tc_lif(m, x):
+    # Zhang et al. 2024 (ZhangShimin1/TC-LIF, TCLIFNode)
     beta1 = -1 / (1 + torch.exp(-m.coupling_sd_raw.double()))
     beta2 = 1 / (1 + torch.exp(-m.coupling_ds_raw.double()))
     vd, vs, out = torch.zeros_like(x[0]), torch.zeros_like(x[0]), []
@@ -117,20 +123,22 @@ def ref_tc_lif(m, x):
         vs = vs + beta2 * vd                               # soma
         z = st_spike(vs - threshold(m), m)
         vs = after_reset(vs, z, threshold(m), m)
-        vd = vd - m.dendrite_reset * (z.detach() if m.detach_reset else z)
+        if m.reset is Reset.SUBTRACT:                      # the hard reset leaves the dendrite
+            vd = vd - m.dendrite_reset * (z.detach() if m.detach_reset else z)
         out.append(z)
     return torch.stack(out), (vd, vs)
 
 
 def ref_el_lif(m, x):
+    # Xu et al. 2024 (MengtingXu1203/FEEL_SNN, LIFSpikeTau): one learned leak per time step
     v, out = torch.zeros_like(x[0]), []
-    for xt in x:
-        lam = 1 / (1 + torch.exp(-(m.leak_weight.double() * xt + m.leak_bias.double())))
-        v = lam * v + (1 - lam) * xt
+    n = m.leak.shape[0]
+    for t, xt in enumerate(x):
+        v = m.leak[min(t, n - 1)].double() * v + xt
         z = st_spike(v - threshold(m), m)
         v = after_reset(v, z, threshold(m), m)
         out.append(z)
-    return torch.stack(out), (v,)
+    return torch.stack(out), (v, torch.full_like(v, float(min(len(x), n - 1))))
 
 
 def ref_int_lif(m, x):
@@ -216,7 +224,13 @@ def test_forward_and_bptt_gradients_match_reference(name, reset, detach, learn) 
 
     got, ref = grads(out, state), grads(out_ref, state_ref)
     names = ["input", *(n for n, _ in m.named_parameters())]
+    # GLIF's reset gate and V_R act only in its gated (SUBTRACT) reset
+    unused = ({"reset_gate", "reset_potential"}
+              if name == "glif" and m.reset is not Reset.SUBTRACT else set())
     for n, g, r in zip(names, got, ref, strict=True):
+        if n in unused:
+            assert g is None and r is None, n
+            continue
         assert g is not None and r is not None, n
         scale = r.abs().max().item()
         torch.testing.assert_close(g.double(), r.double(), rtol=1e-4, atol=1e-5 * max(scale, 1.0),

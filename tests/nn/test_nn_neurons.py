@@ -22,7 +22,7 @@ from snn5.core import (
     glif_scan, if_scan, int_lif_scan, li_scan, lif_scan, plif_raw, plif_scan, refractory_lif_scan,
     tclif_scan,
 )
-from snn5.core.neurons_ext import el_leak_bias
+from snn5.core.neurons_ext import ELLIFState, GLIFState
 from snn5.nn import NEURONS, Neuron, NeuronCell
 
 NAMES = NEURONS.names()
@@ -114,6 +114,11 @@ def test_every_neuron_has_a_cell_twin(name: str) -> None:
 
 # ----------------------------------------------------------------------------- core reference
 
+def _logit(p: float) -> torch.Tensor:
+    """``log(p / (1 - p))`` in float64, stored as float32 (as the modules store their raws)."""
+    return torch.tensor(math.log(p / (1 - p)))
+
+
 # name -> (constructor kwargs, core scan, core params, state type) with the same non-default
 # physics written twice: once as module arguments, once as core parameters.
 CORE: dict[str, tuple[dict, Any, Any, type]] = {
@@ -127,20 +132,22 @@ CORE: dict[str, tuple[dict, Any, Any, type]] = {
              ALIFParams(tau_mem=7e-3, tau_adapt=40e-3, beta_adapt=0.7, v_th=0.9), ALIFState),
     "li": (dict(tau_mem=7e-3, dt=0.5e-3), li_scan, LIParams(tau_mem=7e-3), LIState),
     "glif": (dict(tau_mem=6e-3, v_th=1.1, dt=0.5e-3, gate_init=0.3, linear_leak=0.01,
-                  conductance=0.6), glif_scan,
-             GLIFParams(tau_raw=plif_raw(6e-3, 0.5e-3), leak_gate=torch.logit(torch.tensor(0.3)),
-                        integ_gate=torch.logit(torch.tensor(0.3)),
-                        reset_gate=torch.logit(torch.tensor(0.3)),
-                        linear_leak=torch.tensor(0.01), conductance=torch.logit(torch.tensor(0.6)),
-                        v_th=1.1), LIFState),
+                  reset_potential=0.7, conductance=0.6), glif_scan,
+             GLIFParams(tau_raw=_logit(math.exp(-0.5e-3 / 6e-3)),
+                        leak_gate=_logit(0.3),
+                        integ_gate=_logit(0.3),
+                        reset_gate=_logit(0.3),
+                        linear_leak=_logit(0.01),
+                        reset_potential=_logit(0.7),
+                        conductance=_logit(0.6), v_th=1.1), GLIFState),
     "tc_lif": (dict(coupling_sd=0.3, coupling_ds=0.6, dendrite_reset=0.4, v_th=1.2,
                     reset=Reset.ZERO, dt=0.5e-3), tclif_scan,
                TCLIFParams(coupling_sd_raw=torch.logit(torch.tensor(0.3)),
                            coupling_ds_raw=torch.logit(torch.tensor(0.6)), dendrite_reset=0.4,
                            v_th=1.2, reset=Reset.ZERO), TCLIFState),
-    "el_lif": (dict(tau_mem=7e-3, v_th=0.9, dt=0.5e-3), el_lif_scan,
-               ELLIFParams(leak_weight=torch.tensor(0.0), leak_bias=el_leak_bias(7e-3, 0.5e-3),
-                           v_th=0.9), LIFState),
+    "el_lif": (dict(tau_mem=7e-3, v_th=0.9, dt=0.5e-3, leak_steps=4), el_lif_scan,
+               ELLIFParams(leak=torch.full((4,), math.exp(-0.5e-3 / 7e-3)), v_th=0.9,
+                           reset=Reset.ZERO), ELLIFState),
     "int_lif": (dict(tau_mem=2e-3, max_spike=3, v_th=0.5, dt=0.5e-3), int_lif_scan,
                 IntLIFParams(tau_mem=2e-3, max_spike=3, v_th=0.5), LIFState),
     "refractory_lif": (dict(tau_mem=7e-3, t_ref=1e-3, ref_gain=2.0, tau_adapt=20e-3, v_th=0.9,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -18,11 +20,12 @@ def test_glif_gates_stay_in_the_unit_interval_whatever_the_parameters() -> None:
     assert m.leak_gate.shape == (3, 1, 1)
     for value in (-1e4, -5.0, 0.0, 5.0, 1e4):
         with torch.no_grad():
-            for name in ("leak_gate", "integ_gate", "reset_gate", "conductance", "tau_raw"):
+            for name in ("leak_gate", "integ_gate", "reset_gate", "conductance", "tau_raw",
+                         "linear_leak", "reset_potential"):
                 getattr(m, name).fill_(value)
         for g in m.gates().values():
             assert ((g >= 0) & (g <= 1)).all()
-        assert (m.tau_mem >= m.dt).all()
+        assert (m.tau_mem > 0).all()
         z, s = m(torch.rand(6, 2, 3, 4, 4) * 3)
         assert torch.isfinite(s.v).all() and set(z.unique().tolist()) <= {0.0, 1.0}
 
@@ -53,14 +56,43 @@ def test_tclif_couplings_have_the_paper_signs() -> None:
     assert -1 <= b1.item() <= 0 and 0 <= b2.item() <= 1
 
 
-def test_el_lif_decay_depends_on_the_input_after_learning() -> None:
-    m = ELLIF(tau_mem=5e-3)
-    x = torch.tensor([-1.0, 0.0, 1.0])
-    assert torch.allclose(m.decay(x), m.decay(x)[1].expand(3))           # starts as a LIF
+def test_glif_starts_from_tau_mem_and_the_reference_inits() -> None:
+    m = GLIF(tau_mem=5e-3, dt=1e-3)
+    assert torch.sigmoid(m.tau_raw).item() == pytest.approx(math.exp(-0.2), rel=1e-6)
+    assert m.tau_mem.item() == pytest.approx(5e-3, rel=1e-5)
+    g = m.gates()
+    assert g["reset_potential"].item() == pytest.approx(0.5)
+    assert g["linear_leak"].item() == pytest.approx(0.0625)
+    with pytest.raises(ValueError, match="reset_potential"):
+        GLIF(reset_potential=1.0)
+
+
+def test_glif_module_two_steps_by_hand() -> None:
+    # the paper's update with alpha = beta = gamma = g = 0.5, lam = 0.8, E_L = 0.1, V_R = 0.4
+    m = GLIF(tau_mem=-1e-3 / math.log(0.8), gate_init=0.5, linear_leak=0.1,
+             reset_potential=0.4, conductance=0.5, v_th=0.5)
+    z, s = m(torch.tensor([[1.0], [0.2]]).view(2, 1, 1))
+    k = 1 - 0.5 * (1 - 0.8)                                              # 0.9
+    u1 = 0.0 - 0.5 * 0.1 + 1.0 * (1 - 0.5 * 0.5)                        # 0.7 -> spike
+    u2 = k * u1 * (1 - 0.5) - 0.5 * 0.4 - 0.05 + 0.2 * 0.75              # 0.215 -> silent
+    assert z.flatten().tolist() == [1.0, 0.0]
+    assert s.v.item() == pytest.approx(u2, rel=1e-5) and s.z.item() == 0.0
+
+
+def test_el_lif_leak_is_learned_per_time_step_not_from_the_input() -> None:
+    m = ELLIF(tau_mem=5e-3, leak_steps=3)
+    assert m.leak.shape == (3,) and m.reset is Reset.ZERO
     with torch.no_grad():
-        m.leak_weight.fill_(1.5)
-    lam = m.decay(x)
-    assert lam[0] < lam[1] < lam[2] and ((lam > 0) & (lam < 1)).all()
+        m.leak.copy_(torch.tensor([0.5, 2.0, 0.1]))
+    x = torch.tensor([0.6, 0.0, 0.3, 0.0]).view(4, 1, 1)
+    z, s = m(x)
+    # step 0: v = 0.5 * 0 + 0.6 = 0.6; step 1: v = 2.0 * 0.6 = 1.2 -> spike, hard reset to 0;
+    # step 2: v = 0.1 * 0 + 0.3 = 0.3; step 3: v = 0.1 * 0.3 = 0.03 (the last leak reused)
+    assert z.flatten().tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert s.v.item() == pytest.approx(0.03) and s.step.item() == 2.0
+    assert m.decay(0).item() == 0.5 and m.decay(7).item() == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="leak_steps"):
+        ELLIF(leak_steps=0)
 
 
 def test_int_lif_spike_driven_eval_emits_binary_substeps_equal_to_training_counts() -> None:
