@@ -15,8 +15,8 @@ from snn5.core.neurons import (
     plif_raw, plif_scan, plif_step, plif_tau, reset_membrane,
 )
 from snn5.core.neurons_ext import (
-    ELLIFParams, GLIFParams, IntLIFParams, RefractoryLIFParams, RefractoryLIFState, TCLIFParams,
-    TCLIFState, el_lif_scan, el_lif_step, glif_scan, glif_step, int_lif_binary_scan,
+    ELLIFParams, ELLIFState, GLIFParams, GLIFState, IntLIFParams, RefractoryLIFParams,
+    RefractoryLIFState, TCLIFParams, TCLIFState, el_lif_scan, el_lif_step, glif_scan, glif_step, int_lif_binary_scan,
     int_lif_binary_step, int_lif_scan, int_lif_step, refractory_lif_scan, refractory_lif_step,
     tclif_scan, tclif_step,
 )
@@ -33,7 +33,8 @@ __all__ = [
     "encode_direct", "encode_latency", "encode_poisson", "if_scan", "if_step", "li_scan",
     "li_step", "lif_scan", "lif_step", "plasticity", "plif_raw", "plif_scan", "plif_step", "plif_tau",
     "reservoir", "reset_membrane", "spike",
-    "ELLIFParams", "GLIFParams", "IntLIFParams", "RefractoryLIFParams", "RefractoryLIFState",
+    "ELLIFParams", "ELLIFState", "GLIFParams", "GLIFState", "IntLIFParams",
+    "RefractoryLIFParams", "RefractoryLIFState",
     "TCLIFParams", "TCLIFState", "el_lif_scan", "el_lif_step", "glif_scan", "glif_step",
     "int_lif_binary_scan", "int_lif_binary_step", "int_lif_scan", "int_lif_step",
     "refractory_lif_scan", "refractory_lif_step", "tclif_scan", "tclif_step",
