@@ -17,8 +17,8 @@ from snn5.core.neurons import (
 from snn5.core.neurons_ext import (
     ELLIFParams, ELLIFState, GLIFParams, GLIFState, IntLIFParams, RefractoryLIFParams,
     RefractoryLIFState, TCLIFParams, TCLIFState, el_lif_scan, el_lif_step, glif_scan, glif_step,
-    int_lif_binary_scan, int_lif_binary_step, int_lif_scan, int_lif_step, refractory_lif_scan, refractory_lif_step,
-    tclif_scan, tclif_step,
+    int_lif_binary_scan, int_lif_binary_step, int_lif_scan, int_lif_step, refractory_lif_scan,
+    refractory_lif_step, tclif_scan, tclif_step,
 )
 from snn5.core import plasticity, reservoir
 from snn5.core.options import Option, Reset
