@@ -130,33 +130,35 @@ def accuracy_vs_noise(curves: dict[str, dict[str, float]], path: Path) -> Path:
 def accuracy_vs_energy(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """One point per benchmark entry: test accuracy against estimated energy per sample (log
     axis); hollow markers at the same-size ANN's energy and the same accuracy for reference."""
-    fig = Figure(figsize=(6, 4))
+    fig = Figure(figsize=(9, 4.4))
     ax = fig.subplots()
     for i, r in enumerate(rows):
-        color = f"C{i % 10}"
+        color, marker = f"C{i % 10}", "osD^v"[(i // 10) % 5]
         acc = 100 * r["test_accuracy"]
-        ax.scatter([r["energy_j_per_sample"]], [acc], color=color, label=r["entry"], zorder=3)
+        ax.scatter([r["energy_j_per_sample"]], [acc], color=color, marker=marker,
+                   label=r["entry"], zorder=3)
         if r.get("ann_energy_j_per_sample"):
             ax.scatter([r["ann_energy_j_per_sample"]], [acc], facecolors="none",
-                       edgecolors=color, zorder=2)
+                       edgecolors=color, marker=marker, zorder=2)
     ax.set_xscale("log")
     ax.set(xlabel="energy per sample (J, log; hollow: same-size ANN)", ylabel="test accuracy (%)",
            title="accuracy vs energy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
 def rates_per_layer(rates: dict[str, dict[str, float]], path: Path) -> Path:
     """Firing rate of each spiking layer (in network order), one line per model."""
-    fig = Figure(figsize=(7, 3.6))
+    fig = Figure(figsize=(9, 4.4))
     ax = fig.subplots()
-    for label, per_layer in rates.items():
+    for i, (label, per_layer) in enumerate(rates.items()):
         values = list(per_layer.values())
-        ax.plot(range(1, len(values) + 1), values, "o-", label=label)
+        ax.plot(range(1, len(values) + 1), values, marker="osD^v"[(i // 10) % 5],
+                color=f"C{i % 10}", label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="spiking layer (network order)", ylabel="spikes / neuron / step",
            title="firing rate per layer")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
