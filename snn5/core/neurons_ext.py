@@ -348,6 +348,7 @@ def refractory_lif_scan(x_seq: Tensor, state: RefractoryLIFState,
 __all__ = [
     "ELLIFParams", "ELLIFState", "GLIFParams", "GLIFState", "IntLIFParams",
     "RefractoryLIFParams", "RefractoryLIFState", "TCLIFParams", "TCLIFState", "el_lif_scan",
-    "el_lif_step", "glif_scan", "glif_step", "int_lif_binary_scan", "int_lif_binary_step", "int_lif_scan", "int_lif_step",
+    "el_lif_step", "glif_scan", "glif_step", "int_lif_binary_scan", "int_lif_binary_step",
+    "int_lif_scan", "int_lif_step",
     "refractory_lif_scan", "refractory_lif_step", "refractory_steps", "tclif_scan", "tclif_step",
 ]

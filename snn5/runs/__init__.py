@@ -7,6 +7,7 @@ from snn5.runs.report import markdown_table, summary_row, text_table
 from snn5.runs.run import RunExistsError, evaluate_run, train_run
 
 __all__ = [
-    "BenchEntry", "BenchSuite", "leaderboard_table", "load_suite", "run_bench", "QUICKSTART", "RunExistsError", "evaluate_run", "markdown_table", "quickstart",
-    "quickstart_config", "summary_row", "text_table", "train_run",
+    "QUICKSTART", "BenchEntry", "BenchSuite", "RunExistsError", "evaluate_run",
+    "leaderboard_table", "load_suite", "markdown_table", "quickstart", "quickstart_config",
+    "run_bench", "summary_row", "text_table", "train_run",
 ]

@@ -76,8 +76,10 @@ class BenchEntry(BaseModel):
 
     def overrides(self) -> list[str]:
         """The ``set`` mapping as ``key=value`` override strings (values as YAML)."""
-        return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-                for k, v in self.set.items()]
+        def text(value: Any) -> str:
+            dumped = yaml.safe_dump(value, default_flow_style=True).strip()
+            return dumped.removesuffix("...").strip()      # scalars end with a document marker
+        return [f"{k}={text(v)}" for k, v in self.set.items()]
 
 
 class BenchSuite(BaseModel):
@@ -141,8 +143,8 @@ def _run_one(cfg: RunConfig, run_dir: Path, progress: bool | None) -> dict[str, 
             update={"data_dir": cfg.data.data_dir})})
         diff = config_diff(previous, cfg)
         if diff:
-            raise ConfigError(f"{run_dir} holds a finished run of another config ({'; '.join(diff)}); "
-                              "use a new --out or delete that folder")
+            raise ConfigError(f"{run_dir} holds a finished run of another config "
+                              f"({'; '.join(diff)}); use a new --out or delete that folder")
         log.info("reusing finished run %s", run_dir)
         return json.loads(metrics_path.read_text())
     resume = (run_dir / "checkpoints").is_dir()
@@ -265,7 +267,7 @@ def _markdown(suite: BenchSuite, suite_path: Path, rows: list[dict[str, Any]],
     ]
     for title, rel in figures.items():
         lines += [f"![{title}]({rel})", ""]
-    lines += ["Reproduce: `snn5 bench " + str(suite_path) + " --out DIR --data-dir ../shared/data`", ""]
+    lines += [f"Reproduce: `snn5 bench {suite_path} --out DIR --data-dir ../shared/data`", ""]
     return "\n".join(lines)
 
 
@@ -301,7 +303,8 @@ def run_bench(suite_path: str | os.PathLike, out: str | os.PathLike, *,
         rows.append(_row(entry, base, per_seed))
     seconds = time.perf_counter() - started
     figures = {
-        "accuracy vs energy": plots.accuracy_vs_energy(rows, out / "plots" / "accuracy_vs_energy.png"),
+        "accuracy vs energy": plots.accuracy_vs_energy(rows,
+                                                       out / "plots" / "accuracy_vs_energy.png"),
         "firing rate per layer": plots.rates_per_layer(
             {r["entry"]: r["firing_rate_per_layer"] for r in rows},
             out / "plots" / "firing_rate_per_layer.png"),
