@@ -1,0 +1,105 @@
+"""Magnitude pruning: target sparsity by the stated criterion, masks that hold through training,
+an exact inverse, and named errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from snn5.compress import MagnitudePrune, is_pruned, prune_, remove_pruning_, sparsity
+from snn5.models import build_model
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
+
+
+def test_unstructured_layer_sparsity_removes_the_smallest_weights() -> None:
+    model = mlp()
+    before = [m.weight.detach().clone() for m in model if isinstance(m, nn.Linear)]
+    prune_(model, MagnitudePrune(sparsity=0.8))
+    for w0, m in zip(before, [m for m in model if isinstance(m, nn.Linear)]):
+        kept = m.weight != 0
+        assert int((~kept).sum()) == round(0.8 * w0.numel())
+        assert w0.abs()[kept].min() >= w0.abs()[~kept].max()     # smallest |w| went
+    assert sparsity(model) == pytest.approx(0.8, abs=1e-3)
+
+
+def test_structured_pruning_zeroes_whole_output_units_of_smallest_norm() -> None:
+    model = mlp()
+    w0 = model[0].weight.detach().clone()
+    prune_(model, MagnitudePrune(sparsity=0.5, structured=True),
+           filter_fn=lambda m, name: name == "0")
+    rows_zero = (model[0].weight == 0).all(dim=1)
+    assert int(rows_zero.sum()) == 15 and not is_pruned(model[2])
+    norms = w0.norm(dim=1)
+    assert norms[~rows_zero].min() >= norms[rows_zero].max()
+
+
+def test_global_scope_ranks_all_layers_together() -> None:
+    model = mlp()
+    with torch.no_grad():
+        w = model[2].weight                          # every second-layer weight above 1, every
+        w.copy_(w.sign() * (1.0 + w.abs()))          # first-layer one below 1/sqrt(20)
+    prune_(model, MagnitudePrune(sparsity=0.5, scope="global"))
+    assert (model[2].weight != 0).all()              # nothing pruned there
+    assert sparsity(model) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_masks_hold_through_training_and_remove_restores_or_bakes() -> None:
+    model = mlp()
+    prune_(model, MagnitudePrune(sparsity=0.7))
+    mask = model[0].weight_mask.clone()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    x, y = torch.randn(64, 20), torch.randint(0, 5, (64,))
+    for _ in range(20):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    assert (model[0].weight[mask == 0] == 0).all()   # pruned entries never revived
+    trained_orig = model[0].weight_orig.detach().clone()
+    baked = mlp()
+    prune_(baked, MagnitudePrune(sparsity=0.7))
+    remove_pruning_(baked, restore=False)
+    assert not is_pruned(baked[0]) and sparsity(baked) == pytest.approx(0.7, abs=1e-3)
+    remove_pruning_(model)                           # the inverse
+    assert not is_pruned(model[0]) and isinstance(model[0].weight, nn.Parameter)
+    assert torch.equal(model[0].weight, trained_orig)
+    assert set(dict(model.named_parameters())) == set(dict(mlp().named_parameters()))
+
+
+def test_inverse_of_an_untrained_prune_is_the_original_model() -> None:
+    model, ref = mlp(), mlp()
+    prune_(model, MagnitudePrune(sparsity=0.9, structured=True))
+    remove_pruning_(model)
+    x = torch.randn(4, 20)
+    assert torch.equal(model(x), ref(x))
+
+
+def test_snn_layers_are_pruned_and_still_run() -> None:
+    torch.manual_seed(0)
+    snn = build_model({"name": "conv_snn", "channels": [4], "fc_hidden": [16], "timesteps": 2},
+                      (1, 8, 8), 3)
+    prune_(snn, MagnitudePrune(sparsity=0.5))
+    out = snn(torch.rand(2, 1, 8, 8))
+    assert out.shape == (2, 3) and torch.isfinite(out).all()
+    assert sparsity(snn) == pytest.approx(0.5, abs=0.01)
+
+
+def test_bad_uses_are_named() -> None:
+    with pytest.raises(ValueError, match="sparsity=0.8"):
+        MagnitudePrune(sparsity=80)
+    with pytest.raises(ValueError, match="structured pruning ranks units within a layer"):
+        MagnitudePrune(sparsity=0.5, structured=True, scope="global")
+    model = mlp()
+    with pytest.raises(ValueError, match="selected no Linear/Conv"):
+        prune_(model, MagnitudePrune(sparsity=0.5), filter_fn=lambda m, n: False)
+    with pytest.raises(ValueError, match="nothing to undo"):
+        remove_pruning_(model)
+    prune_(model, MagnitudePrune(sparsity=0.5))
+    with pytest.raises(ValueError, match="already pruned"):
+        prune_(model, MagnitudePrune(sparsity=0.6))
+    with pytest.raises(TypeError, match="MagnitudePrune"):
+        prune_(mlp(), 0.5)
