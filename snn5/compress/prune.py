@@ -14,6 +14,15 @@ Networks", NeurIPS 2015): unstructured pruning zeroes the entries of smallest ``
 pruning zeroes whole output units (Linear rows, Conv filters) of smallest L2 norm (Li et al.,
 "Pruning Filters for Efficient ConvNets", ICLR 2017). ``scope="layer"`` prunes each layer to the
 sparsity, ``scope="global"`` ranks all selected weights together (unstructured only).
+
+One-shot pruning without retraining (:class:`HessianPrune`) follows SparseGPT (Frantar &
+Alistarh, ICML 2023), the optimal-brain-surgeon update of Optimal Brain Compression (Frantar et
+al., NeurIPS 2022) made cheap: per layer, ``H = X^T X`` of the layer's inputs on calibration data;
+columns are visited in blocks, in each block the weights of smallest ``w^2 / [H^-1]_qq^2`` are
+pruned, and each pruned weight's error is spread over the not-yet-visited weights of its row
+through the Cholesky factor of ``H^-1``, so the layer's output on the calibration inputs changes
+as little as possible. Layers are pruned in order, each calibrated on the outputs of the already
+pruned ones.
 """
 
 from __future__ import annotations
@@ -23,10 +32,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.nn.utils import prune
 
-__all__ = ["MagnitudePrune", "is_pruned", "prune_", "remove_pruning_", "sparsity"]
+__all__ = ["HessianPrune", "MagnitudePrune", "is_pruned", "prune_", "remove_pruning_",
+           "sparsity"]
 
 FilterFn = Callable[[nn.Module, str], bool]
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -58,6 +69,29 @@ class MagnitudePrune:
                              "with structured=True, or structured=False for a global ranking")
 
 
+@dataclass(frozen=True)
+class HessianPrune:
+    """One-shot pruning that compensates the kept weights (SparseGPT), no retraining.
+
+    Args:
+        sparsity: fraction of each selected layer's weights set to zero, in [0, 1).
+        damp: added to the Hessian's diagonal, as a fraction of its mean (numerical safety;
+            the paper's 1 %).
+        block_size: columns per block of the mask selection (the paper's 128).
+    """
+
+    sparsity: float
+    damp: float = 0.01
+    block_size: int = 128
+
+    def __post_init__(self) -> None:
+        MagnitudePrune(self.sparsity)                    # the same range check
+        if not (isinstance(self.damp, (int, float)) and self.damp > 0):
+            raise ValueError(f"damp must be a positive fraction, got {self.damp!r}")
+        if not (isinstance(self.block_size, int) and self.block_size >= 1):
+            raise ValueError(f"block_size must be an integer >= 1, got {self.block_size!r}")
+
+
 def _default_filter(module: nn.Module, name: str) -> bool:
     return isinstance(module, PRUNABLE)
 
@@ -81,8 +115,8 @@ def _selected(model: nn.Module, filter_fn: FilterFn) -> list[tuple[str, nn.Modul
     return layers
 
 
-def prune_(model: nn.Module, config: MagnitudePrune,
-           filter_fn: FilterFn | None = None) -> nn.Module:
+def prune_(model: nn.Module, config: MagnitudePrune | HessianPrune,
+           filter_fn: FilterFn | None = None, *, calibration=None) -> nn.Module:
     """Prune ``model`` in place (masks on the selected layers' weights); returns ``model``.
 
     Args:
@@ -90,15 +124,34 @@ def prune_(model: nn.Module, config: MagnitudePrune,
         config: how much and by which criterion.
         filter_fn: ``filter_fn(module, name) -> bool`` picks the layers (default: every
             Linear/Conv layer).
+        calibration: for :class:`HessianPrune`, an iterable of input batches ``x`` (or
+            ``(x, y)`` pairs) that ``model(x)`` accepts; it is iterated once per layer.
 
     Example:
         >>> prune_(model, MagnitudePrune(sparsity=0.8),
         ...        filter_fn=lambda m, name: isinstance(m, nn.Linear))
         >>> remove_pruning_(model)          # the inverse: original weights back
     """
-    if not isinstance(config, MagnitudePrune):
-        raise TypeError(f"config must be a MagnitudePrune, got {type(config).__name__}")
+    if not isinstance(config, (MagnitudePrune, HessianPrune)):
+        raise TypeError(f"config must be a MagnitudePrune or HessianPrune, got "
+                        f"{type(config).__name__}")
     layers = _selected(model, filter_fn or _default_filter)
+    if isinstance(config, HessianPrune):
+        if calibration is None:
+            raise ValueError("HessianPrune needs calibration=<batches of inputs> (a few hundred "
+                             "samples of training data) to estimate each layer's Hessian")
+        for name, module in layers:
+            _check_hessian_layer(name, module)
+        for _, module in layers:
+            module.register_buffer("weight_unpruned", module.weight.detach().clone())
+            weight, mask = _sparsegpt(module, _input_hessian(model, module, calibration), config)
+            prune.custom_from_mask(module, "weight", mask)
+            with torch.no_grad():
+                module.weight_orig.copy_(weight)
+            module.weight = module.weight_orig * module.weight_mask   # as the pre-hook does
+        return model
+    for _, module in layers:
+        module.register_buffer("weight_unpruned", module.weight.detach().clone())
     if config.scope == "global":
         prune.global_unstructured([(m, "weight") for _, m in layers],
                                   pruning_method=prune.L1Unstructured, amount=config.sparsity)
@@ -111,22 +164,102 @@ def prune_(model: nn.Module, config: MagnitudePrune,
     return model
 
 
+def _check_hessian_layer(name: str, module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        return
+    if isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros":
+        return
+    raise ValueError(f"HessianPrune handles Linear and Conv2d (groups=1, zero padding) layers; "
+                     f"'{name}' is {module}; exclude it with filter_fn or use MagnitudePrune")
+
+
+def _rows(module: nn.Module, x: Tensor) -> Tensor:
+    """The layer's input as rows of its weight's fan-in: ``[N, in]`` (Conv2d: im2col patches)."""
+    if isinstance(module, nn.Linear):
+        return x.reshape(-1, x.shape[-1])                                   # [N, in]
+    patches = F.unfold(x, module.kernel_size, dilation=module.dilation,
+                       padding=module.padding, stride=module.stride)       # [B, C*kh*kw, L]
+    return patches.transpose(1, 2).reshape(-1, patches.shape[1])           # [B*L, C*kh*kw]
+
+
+@torch.no_grad()
+def _input_hessian(model: nn.Module, module: nn.Module, calibration) -> Tensor:
+    """``X^T X / N`` of ``module``'s inputs over the calibration batches (float64)."""
+    fan_in = module.weight[0].numel()
+    h = torch.zeros(fan_in, fan_in, dtype=torch.float64, device=module.weight.device)
+    seen = [0]
+
+    def hook(mod: nn.Module, args: tuple) -> None:
+        rows = _rows(mod, args[0].detach()).to(torch.float64)              # [N, fan_in]
+        h.add_(rows.T @ rows)
+        seen[0] += rows.shape[0]
+
+    handle = module.register_forward_pre_hook(hook)
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in calibration:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            model(x.to(module.weight.device))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if seen[0] == 0:
+        raise ValueError("the calibration batches never reached a selected layer; pass inputs "
+                         "that model(x) accepts")
+    return h / seen[0]
+
+
+def _sparsegpt(module: nn.Module, h: Tensor, cfg: HessianPrune) -> tuple[Tensor, Tensor]:
+    """SparseGPT on one layer: ``(new weight, 0/1 mask)`` in the weight's shape and dtype."""
+    w = module.weight.detach().reshape(module.weight.shape[0], -1).to(torch.float64).clone()
+    rows, cols = w.shape
+    h = h.clone()
+    dead = torch.diagonal(h) == 0                     # inputs never active in calibration:
+    h[dead, dead] = 1.0                               # ranked by |w| alone, not all pruned
+    h += cfg.damp * torch.diagonal(h).mean() * torch.eye(cols, dtype=h.dtype, device=h.device)
+    hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    mask = torch.ones_like(w, dtype=torch.bool)
+    for start in range(0, cols, cfg.block_size):
+        end = min(start + cfg.block_size, cols)
+        block = w[:, start:end].clone()               # [rows, b]
+        hb = hinv[start:end, start:end]               # [b, b] upper Cholesky factor of H^-1
+        score = block.pow(2) / torch.diagonal(hb).pow(2)[None, :]
+        k = int(cfg.sparsity * score.numel())
+        drop = torch.zeros_like(block, dtype=torch.bool)
+        if k > 0:
+            drop.view(-1)[torch.topk(score.view(-1), k, largest=False).indices] = True
+        errors = torch.zeros_like(block)
+        for j in range(end - start):
+            col = block[:, j]
+            kept = torch.where(drop[:, j], torch.zeros_like(col), col)
+            err = (col - kept) / hb[j, j]             # [rows]
+            block[:, j:] -= err[:, None] * hb[j, j:][None, :]
+            block[:, j] = kept
+            errors[:, j] = err
+        w[:, start:end] = block
+        w[:, end:] -= errors @ hinv[start:end, end:]
+        mask[:, start:end] = ~drop
+    shape, dtype = module.weight.shape, module.weight.dtype
+    return (w * mask).reshape(shape).to(dtype), mask.reshape(shape).to(dtype)
+
+
 def remove_pruning_(model: nn.Module, *, restore: bool = True) -> nn.Module:
     """Take the pruning masks off ``model`` in place; returns ``model``.
 
     Args:
         model: a model pruned by :func:`prune_`.
-        restore: ``True``: the inverse of :func:`prune_`, each weight back to ``weight_orig``
-            (pruned entries at the values they had when pruned, or as trained since, which
-            leaves them unchanged); ``False``: keep the zeros in a plain ``weight``.
+        restore: ``True``: the inverse of :func:`prune_`, every weight back to its value
+            before ``prune_`` (training since is discarded); ``False``: the current effective
+            weights, zeros included, become a plain ``weight``.
     """
     pruned = [m for m in model.modules() if is_pruned(m)]
     if not pruned:
         raise ValueError("remove_pruning_ found no pruned layer in the model; nothing to undo")
     for module in pruned:
-        original = module.weight_orig.detach().clone()
         prune.remove(module, "weight")               # weight becomes weight_orig * mask
-        if restore:
+        original = module._buffers.pop("weight_unpruned", None)
+        if restore and original is not None:
             with torch.no_grad():
                 module.weight.copy_(original)
     return model
