@@ -56,6 +56,8 @@ class EventLinear(nn.Linear):
         self._weight_key: tuple | None = None
 
     def _packed_weight(self) -> Tensor:
+        if self.weight.is_inference():       # made under inference_mode (e.g. by a pruning
+            return pack_weight(self.weight)  # mask's hook): no version counter to key a cache
         key = (self.weight.data_ptr(), self.weight._version, self.weight.shape)
         if self._weight_key != key:
             self._packed = pack_weight(self.weight)

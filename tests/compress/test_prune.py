@@ -177,6 +177,8 @@ def test_one_shot_prunes_conv_and_snn_layers_and_is_undone() -> None:
     assert sparsity(snn) == pytest.approx(0.6, abs=0.02)
     snn.eval()                                       # (train mode would move BN statistics)
     assert torch.isfinite(snn(torch.rand(2, 1, 8, 8))).all()
+    with torch.inference_mode():                     # masks applied to inference tensors
+        assert torch.isfinite(snn((torch.rand(8, 1, 8, 8) > 0.5).float())).all()
     remove_pruning_(snn)
     after = snn.state_dict()
     assert set(after) == set(before) and all(torch.equal(after[k], before[k]) for k in before)
