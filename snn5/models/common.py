@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
+from snn5.models.classifier import SpikingClassifier
 from snn5.models.spec import NeuronSpec
 from snn5.nn.encoders import ENCODERS, Encoding, build_encoder
 from snn5.nn.event import EventLinear
@@ -77,6 +78,31 @@ def step_input(cfg: ClassifierConfig, input_shape: tuple[int, ...], ann: bool
         raise ValueError(f"encoding: events needs per-sample input [T, ...] (time first), got "
                          f"{list(input_shape)}; use a static encoding for this dataset")
     return tuple(input_shape[1:]), (1 if ann else int(input_shape[0])), ([SumTime()] if ann else [])
+
+
+def image_step_input(cfg: ClassifierConfig, input_shape: tuple[int, ...], ann: bool, *,
+                     model: str, otherwise: str
+                     ) -> tuple[tuple[int, int, int], int, list[nn.Module]]:
+    """:func:`step_input` for families that need images: ``((C, H, W), timesteps, lead)``,
+    or an error naming ``model`` and the family to use ``otherwise``."""
+    step_shape, timesteps, lead = step_input(cfg, input_shape, ann)
+    if len(step_shape) != 3:
+        raise ValueError(f"{model} needs image input [C, H, W] (with encoding: events, "
+                         f"[T, C, H, W]), got per-sample shape {list(input_shape)}; use "
+                         f"{otherwise}.")
+    return step_shape, timesteps, lead
+
+
+def make_classifier(cfg: ClassifierConfig, layers: list[nn.Module], readout: nn.Module, *,
+                    timesteps: int, input_shape: tuple[int, ...], ann: bool
+                    ) -> SpikingClassifier:
+    """The classifier shell of a family: the config's encoding, encoder options and
+    checkpointing for the SNN; direct input and none of them for the ANN twin."""
+    return SpikingClassifier(layers, readout, timesteps=timesteps,
+                             encoding=Encoding.DIRECT if ann else cfg.encoding,
+                             encoder_options=None if ann else cfg.encoder_options,
+                             input_shape=input_shape,
+                             checkpoint_steps=None if ann else cfg.checkpoint_steps)
 
 
 def make_neuron(cfg: ClassifierConfig, ann: bool) -> nn.Module:

@@ -12,10 +12,9 @@ from torch import nn
 
 from snn5.models.classifier import SpikingClassifier
 from snn5.models.common import (
-    ClassifierConfig, make_linear, make_neuron, output_layers, step_input,
+    ClassifierConfig, image_step_input, make_classifier, make_linear, make_neuron, output_layers,
 )
 from snn5.models.registry import register_model
-from snn5.nn.encoders import Encoding
 from snn5.nn.layers import TimeDistributed
 
 
@@ -38,12 +37,8 @@ class ConvSNNConfig(ClassifierConfig):
 def build_conv_snn(cfg: ConvSNNConfig, input_shape: tuple[int, ...], num_classes: int,
                    *, ann: bool = False) -> SpikingClassifier:
     """Build a convolutional SNN (or, with ``ann=True``, the same-size ReLU CNN, one step)."""
-    step_shape, timesteps, lead = step_input(cfg, input_shape, ann)
-    if len(step_shape) != 3:
-        raise ValueError(f"conv_snn needs image input [C, H, W] (with encoding: events, "
-                         f"[T, C, H, W]), got per-sample shape {list(input_shape)}; use "
-                         "spiking_mlp for flat features.")
-    c_in, h, w = step_shape
+    (c_in, h, w), timesteps, lead = image_step_input(
+        cfg, input_shape, ann, model="conv_snn", otherwise="spiking_mlp for flat features")
     pool = nn.MaxPool2d if cfg.pool == "max" else nn.AvgPool2d
     layers: list[nn.Module] = list(lead)
     for c in cfg.channels:
@@ -67,8 +62,5 @@ def build_conv_snn(cfg: ConvSNNConfig, input_shape: tuple[int, ...], num_classes
         layers.append(nn.Dropout(cfg.dropout))
     layers.append(make_linear(features, num_classes, spike_input=spikes, ann=ann))
     tail, readout = output_layers(cfg, ann)
-    return SpikingClassifier(layers + tail, readout, timesteps=timesteps,
-                             encoding=Encoding.DIRECT if ann else cfg.encoding,
-                             encoder_options=None if ann else cfg.encoder_options,
-                             input_shape=input_shape,
-                             checkpoint_steps=None if ann else cfg.checkpoint_steps)
+    return make_classifier(cfg, layers + tail, readout, timesteps=timesteps,
+                           input_shape=input_shape, ann=ann)

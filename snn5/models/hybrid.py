@@ -24,10 +24,9 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from snn5.models.classifier import SpikingClassifier
-from snn5.models.common import ClassifierConfig, make_neuron, step_input
+from snn5.models.common import ClassifierConfig, image_step_input, make_classifier, make_neuron
 from snn5.models.registry import register_model
 from snn5.nn.attention import AttentionBridge
-from snn5.nn.encoders import Encoding
 from snn5.nn.layers import TimeDistributed
 from snn5.nn.readout import TimeMean
 
@@ -60,12 +59,8 @@ class HybridConfig(ClassifierConfig):
 def build_hybrid(cfg: HybridConfig, input_shape: tuple[int, ...], num_classes: int,
                  *, ann: bool = False) -> SpikingClassifier:
     """Build the hybrid network (``ann=True``: ReLU in the front end too, one step)."""
-    step_shape, timesteps, lead = step_input(cfg, input_shape, ann)
-    if len(step_shape) != 3:
-        raise ValueError(f"hybrid_snn_ann needs image input [C, H, W] (with encoding: events, "
-                         f"[T, C, H, W]), got per-sample shape {list(input_shape)}; use "
-                         "spiking_ssm for flat features.")
-    c_in, h, w = step_shape
+    (c_in, h, w), timesteps, lead = image_step_input(
+        cfg, input_shape, ann, model="hybrid_snn_ann", otherwise="spiking_ssm for flat features")
     layers: list[nn.Module] = list(lead)
 
     def stage(c_from: int, c_to: int, act: nn.Module) -> list[nn.Module]:
@@ -93,7 +88,5 @@ def build_hybrid(cfg: HybridConfig, input_shape: tuple[int, ...], num_classes: i
     for m in (m for layer in head for m in layer.modules()):
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             m.dense_only = True          # snn5.metrics counts the ANN head as MACs, always
-    return SpikingClassifier(layers, TimeMean(), timesteps=timesteps,
-                             encoding=Encoding.DIRECT if ann else cfg.encoding,
-                             encoder_options=None if ann else cfg.encoder_options,
-                             input_shape=input_shape)
+    return make_classifier(cfg, layers, TimeMean(), timesteps=timesteps,
+                           input_shape=input_shape, ann=ann)

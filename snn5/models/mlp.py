@@ -9,7 +9,7 @@ from torch import nn
 
 from snn5.models.classifier import SpikingClassifier
 from snn5.models.common import (
-    ClassifierConfig, make_linear, make_neuron, output_layers, step_input,
+    ClassifierConfig, make_classifier, make_linear, make_neuron, output_layers, step_input,
 )
 from snn5.models.registry import register_model
 from snn5.nn.encoders import Encoding
@@ -50,8 +50,5 @@ def build_spiking_mlp(cfg: SpikingMLPConfig, input_shape: tuple[int, ...], num_c
         in_features, spikes = width, True
     layers.append(make_linear(in_features, num_classes, spike_input=spikes, ann=ann))
     tail, readout = output_layers(cfg, ann)
-    return SpikingClassifier(layers + tail, readout, timesteps=timesteps,
-                             encoding=Encoding.DIRECT if ann else cfg.encoding,
-                             encoder_options=None if ann else cfg.encoder_options,
-                             input_shape=input_shape,
-                             checkpoint_steps=None if ann else cfg.checkpoint_steps)
+    return make_classifier(cfg, layers + tail, readout, timesteps=timesteps,
+                           input_shape=input_shape, ann=ann)

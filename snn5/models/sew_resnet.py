@@ -26,10 +26,11 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from snn5.models.classifier import SpikingClassifier
-from snn5.models.common import ClassifierConfig, make_neuron, output_layers, step_input
+from snn5.models.common import (
+    ClassifierConfig, image_step_input, make_classifier, make_neuron, output_layers,
+)
 from snn5.models.registry import register_model
 from snn5.nn.attention import TemporalAttentionKind, build_temporal_attention
-from snn5.nn.encoders import Encoding
 from snn5.nn.layers import Sequential, TimeDistributed
 from snn5.nn.residual import Connect, SEWBlock
 
@@ -83,12 +84,9 @@ def _conv_out(n: int, k: int, s: int) -> int:
 def build_sew_resnet(cfg: SEWResNetConfig, input_shape: tuple[int, ...], num_classes: int,
                      *, ann: bool = False) -> SpikingClassifier:
     """Build a SEW-ResNet (or, with ``ann=True``, the same ResNet with ReLU, one step)."""
-    step_shape, timesteps, lead = step_input(cfg, input_shape, ann)
-    if len(step_shape) != 3:
-        raise ValueError(f"sew_resnet needs image input [C, H, W] (with encoding: events, "
-                         f"[T, C, H, W]), got per-sample shape {list(input_shape)}; use "
-                         "spiking_ssm or spiking_mlp for flat features.")
-    c_in, h, w = step_shape
+    (c_in, h, w), timesteps, lead = image_step_input(
+        cfg, input_shape, ann, model="sew_resnet",
+        otherwise="spiking_ssm or spiking_mlp for flat features")
 
     def conv_bn(c_from: int, c_to: int, k: int, stride: int) -> list[nn.Module]:
         return [TimeDistributed(nn.Conv2d(c_from, c_to, k, stride, k // 2, bias=False)),
@@ -119,8 +117,5 @@ def build_sew_resnet(cfg: SEWResNetConfig, input_shape: tuple[int, ...], num_cla
         layers.append(nn.Dropout(cfg.dropout))
     layers.append(nn.Linear(c_in, num_classes))         # averaged spike counts: dense input
     tail, readout = output_layers(cfg, ann)
-    return SpikingClassifier(layers + tail, readout, timesteps=timesteps,
-                             encoding=Encoding.DIRECT if ann else cfg.encoding,
-                             encoder_options=None if ann else cfg.encoder_options,
-                             input_shape=input_shape,
-                             checkpoint_steps=None if ann else cfg.checkpoint_steps)
+    return make_classifier(cfg, layers + tail, readout, timesteps=timesteps,
+                           input_shape=input_shape, ann=ann)

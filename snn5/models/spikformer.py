@@ -24,10 +24,11 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from snn5.models.classifier import SpikingClassifier
-from snn5.models.common import ClassifierConfig, make_neuron, output_layers, step_input
+from snn5.models.common import (
+    ClassifierConfig, image_step_input, make_classifier, make_neuron, output_layers,
+)
 from snn5.models.registry import register_model
 from snn5.nn.attention import SelfAttention, TokenBatchNorm, build_self_attention
-from snn5.nn.encoders import Encoding
 from snn5.nn.layers import Sequential, TimeDistributed
 from snn5.nn.residual import Connect, SEWBlock
 
@@ -73,12 +74,9 @@ def build_spikformer(cfg: SpikformerConfig, input_shape: tuple[int, ...], num_cl
                      *, ann: bool = False) -> SpikingClassifier:
     """Build a Spikformer (SSA) or SDSA transformer; ``ann=True``: ReLU for every neuron, one
     step (the attention products stay)."""
-    step_shape, timesteps, lead = step_input(cfg, input_shape, ann)
-    if len(step_shape) != 3:
-        raise ValueError(f"spikformer needs image input [C, H, W] (with encoding: events, "
-                         f"[T, C, H, W]), got per-sample shape {list(input_shape)}; use "
-                         "spiking_ssm for sequences of flat features.")
-    c_in, h, w = step_shape
+    (c_in, h, w), timesteps, lead = image_step_input(
+        cfg, input_shape, ann, model="spikformer",
+        otherwise="spiking_ssm for sequences of flat features")
 
     def neuron(v_th: float | None = None) -> nn.Module:
         if ann or v_th is None:
@@ -108,8 +106,5 @@ def build_spikformer(cfg: SpikformerConfig, input_shape: tuple[int, ...], num_cl
         layers.append(nn.Dropout(cfg.dropout))
     layers.append(nn.Linear(dim, num_classes))                    # token mean: dense input
     tail, readout = output_layers(cfg, ann)
-    return SpikingClassifier(layers + tail, readout, timesteps=timesteps,
-                             encoding=Encoding.DIRECT if ann else cfg.encoding,
-                             encoder_options=None if ann else cfg.encoder_options,
-                             input_shape=input_shape,
-                             checkpoint_steps=None if ann else cfg.checkpoint_steps)
+    return make_classifier(cfg, layers + tail, readout, timesteps=timesteps,
+                           input_shape=input_shape, ann=ann)
