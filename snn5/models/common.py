@@ -12,7 +12,7 @@ from snn5.models.classifier import SpikingClassifier
 from snn5.models.spec import NeuronSpec
 from snn5.nn.encoders import ENCODERS, Encoding, build_encoder
 from snn5.nn.event import EventLinear
-from snn5.nn.readout import Readout, TimeMean, build_readout
+from snn5.nn.readout import Readout, TimeMean, build_readout, readout_is_spiking
 
 
 class ClassifierConfig(BaseModel):
@@ -118,10 +118,11 @@ def make_linear(in_features: int, out_features: int, *, spike_input: bool, ann: 
 
 
 def output_layers(cfg: ClassifierConfig, ann: bool) -> tuple[list[nn.Module], nn.Module]:
-    """Layers after the last Linear and the readout: a spiking output layer for spike counts."""
+    """Layers after the last Linear and the readout: a spiking output layer for the readouts
+    that read spikes (spike counts, first-spike times)."""
     if ann:
         return [], TimeMean()
     tau = cfg.readout_tau_mem or cfg.neuron.tau_mem
     readout = build_readout(cfg.readout, tau_mem=tau, dt=cfg.neuron.dt)
-    tail = [cfg.neuron.build()] if cfg.readout is Readout.SPIKE_COUNT else []
+    tail = [cfg.neuron.build()] if readout_is_spiking(cfg.readout) else []
     return tail, readout
