@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -25,6 +26,9 @@ from snn5.core.surrogate import ATan, Surrogate
 from snn5.kernels.dispatch import Backend, scan
 
 NEURONS: Registry[type[Neuron]] = Registry("neuron")
+
+# ``quantizer(state, params) -> state``: applied to the state after every step (stateful QAT).
+StateQuantizer = Callable[[NamedTuple, NamedTuple], NamedTuple]
 
 
 def _check_positive(name: str, value: float) -> float:
@@ -55,7 +59,16 @@ class NeuronBase(nn.Module):
         backend: implementation of the multi-step scan: AUTO (a fused kernel where one
             applies, else the reference), REFERENCE, CPU or TRITON. Cells always step the
             reference.
+
+    Attributes:
+        state_quantizer: None, or ``quantizer(state, params) -> state`` applied to the state
+            after every step (after the reset), e.g. a membrane stored at a few bits
+            (:func:`snn5.compress.quantize_` with ``MembraneQuant``); while set, the sequence
+            module steps the reference loop whatever ``backend`` says (the fused kernels
+            keep the state in float inside the kernel).
     """
+
+    state_quantizer: StateQuantizer | None = None
 
     spiking: ClassVar[bool] = True
     max_spike: int = 1              # largest spike value (integer-spike neurons emit up to D)
@@ -142,8 +155,20 @@ class Neuron(NeuronBase):
     stateful: ClassVar[bool] = True
 
     def forward(self, x_seq: Tensor, state: NamedTuple | None = None) -> tuple[Tensor, NamedTuple]:
-        return scan(self.family, x_seq, self._start(x_seq, state), self.params(),
-                    backend=self.backend, **self._kw())
+        start = self._start(x_seq, state)
+        if self.state_quantizer is not None:
+            return self._quantized_scan(x_seq, start)
+        return scan(self.family, x_seq, start, self.params(), backend=self.backend, **self._kw())
+
+    def _quantized_scan(self, x_seq: Tensor, state: NamedTuple) -> tuple[Tensor, NamedTuple]:
+        """The reference loop with ``state_quantizer`` applied after every step."""
+        p, kw = self.params(), self._kw()
+        outs = []
+        for x in x_seq.unbind(0):                    # x: [B, *F]
+            out, state = self._step_fn(x, state, p, **kw)
+            state = self.state_quantizer(state, p)
+            outs.append(out)
+        return torch.stack(outs), state              # [T, B, *F]
 
     def _start(self, x_seq: Tensor, state: NamedTuple | None) -> NamedTuple:
         """Check ``x_seq [T, B, *F]`` and ``state``; the state to start from."""
@@ -162,7 +187,11 @@ class NeuronCell(NeuronBase):
     """One step of a neuron: ``forward(x [B, *F], state=None) -> (out [B, *F], state)``."""
 
     def forward(self, x: Tensor, state: NamedTuple | None = None) -> tuple[Tensor, NamedTuple]:
-        return self._step_fn(x, self._start(x, state), self.params(), **self._kw())
+        p = self.params()
+        out, state = self._step_fn(x, self._start(x, state), p, **self._kw())
+        if self.state_quantizer is not None:
+            state = self.state_quantizer(state, p)
+        return out, state
 
     def _start(self, x: Tensor, state: NamedTuple | None) -> NamedTuple:
         """Check one step's ``x [B, *F]`` and ``state``; the state to start from."""
