@@ -9,5 +9,7 @@ Public API:
 
 from snn5.export.nir import META_KEY, NIRExportError, export_nir
 from snn5.export.nir_import import import_nir
+from snn5.export.runtime import EventRunResult, EventRuntime, run_events
 
-__all__ = ["META_KEY", "NIRExportError", "export_nir", "import_nir"]
+__all__ = ["META_KEY", "NIRExportError", "export_nir", "import_nir",
+           "EventRunResult", "EventRuntime", "run_events"]
