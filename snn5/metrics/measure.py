@@ -1,7 +1,9 @@
-"""Measure a classifier SNN in one call: accuracy, loss, activity, operations, energy, latency."""
+"""Measure a classifier SNN in one call: accuracy, loss, activity, operations, energy on every
+registered target profile, latency."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import logging
@@ -16,7 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from snn5.metrics.activity import FiringRates
-from snn5.metrics.energy import EnergyModel, ann_energy_j, get_energy_model, snn_energy_j
+from snn5.metrics.energy import (
+    ENERGY_MODELS, EnergyModel, ann_energy_j, energy_breakdown, get_energy_model,
+)
 from snn5.metrics.ops import OpCounter, count_macs, eval_mode
 from snn5.nn import SpikeRecorder
 
@@ -36,9 +40,16 @@ class Measurement:
         synops_per_layer: SynOps per sample of each Linear/Conv layer.
         snn_macs_per_sample: dense MACs of the SNN's layers fed real values (encoding layer).
         ann_macs_per_sample: MACs of the same-size ANN, or None when none was given.
-        energy_j_per_sample: ``synops * e_ac + snn_macs * e_mac``.
-        ann_energy_j_per_sample: ``ann_macs * e_mac``, or None.
+        energy_j_per_sample: the energy on ``energy_model`` (for ``"45nm"``:
+            ``synops * e_ac + snn_macs * e_mac``).
+        ann_energy_j_per_sample: ``ann_macs`` priced on ``energy_model``, or None.
         energy_model: name of the energy model.
+        counts_per_layer: ``{layer: {"synops", "macs", "dense_macs", "neuron_updates",
+            "spikes"}}`` per sample, every synaptic layer and neuron in model order.
+        neurons_per_layer: neurons (``prod(F)``) of each neuron layer.
+        energy_by_model: for every registered energy model (and ``energy_model``):
+            ``{"energy_j_per_sample", "ann_energy_j_per_sample", "per_layer_j",
+            "constants"}``.
         timesteps: the model's ``timesteps`` attribute, or None.
         latency_ms_per_sample: wall milliseconds per sample of plain forward passes.
         samples: number of samples measured.
@@ -58,19 +69,23 @@ class Measurement:
     timesteps: int | None
     latency_ms_per_sample: float
     samples: int
+    counts_per_layer: dict[str, dict[str, float]]
+    neurons_per_layer: dict[str, int]
+    energy_by_model: dict[str, dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready plain types; ``firing_rate`` is ``{"mean": ..., "per_layer": {...}}``."""
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            out[field.name] = dict(value) if isinstance(value, dict) else value
+            out[field.name] = copy.deepcopy(value)
         out["firing_rate"] = {"mean": out.pop("firing_rate_mean"),
                               "per_layer": out.pop("firing_rate_per_layer")}
         order = ("accuracy", "loss", "firing_rate", "synops_per_sample", "synops_per_layer",
                  "snn_macs_per_sample", "ann_macs_per_sample", "energy_j_per_sample",
                  "ann_energy_j_per_sample", "energy_model", "timesteps",
-                 "latency_ms_per_sample", "samples")
+                 "latency_ms_per_sample", "samples", "counts_per_layer", "neurons_per_layer",
+                 "energy_by_model")
         return {key: out[key] for key in order}
 
 
@@ -139,14 +154,16 @@ def measure(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *,
 
     For every batch, one plain forward pass is timed (after a warm-up pass on the first batch)
     and one more pass, with :class:`OpCounter` and :class:`snn5.nn.SpikeRecorder` attached,
-    gives the logits, SynOps, MACs and firing rates. ``batches`` is iterated once, so a
+    gives the logits, the per-layer counts (SynOps, MACs, dense MACs, neuron updates, spikes)
+    and firing rates. The counts are priced on every registered energy model
+    (:data:`snn5.metrics.ENERGY_MODELS`) and on ``energy_model``, the headline one. ``batches`` is iterated once, so a
     generator works. The training flags of all submodules are restored afterwards.
 
     Args:
         model: the SNN; ``model(x) -> logits [B, C]``.
         batches: pairs ``(x [B, *input_shape], y [B] int64)``.
         ann_model: the same-size ANN; its MACs are counted on the first batch.
-        energy_model: an :class:`EnergyModel` or a registered name (``"45nm"``).
+        energy_model: the headline :class:`EnergyModel` or a registered name (``"45nm"``).
         device: where to run; None uses the model's device. Models are not moved.
 
     Returns:
@@ -182,7 +199,9 @@ def measure(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *,
 
     rate_mean = rates.mean
     synops = counter.synops_per_sample
-    snn_macs = counter.macs_per_sample
+    counts = counter.counts_per_layer
+    by_model = {name: _priced(counts, ann_macs, m) for name, m in ENERGY_MODELS.items()}
+    by_model[em.name] = _priced(counts, ann_macs, em)
     timesteps = getattr(model, "timesteps", None)
     result = Measurement(
         accuracy=correct / samples,
@@ -191,18 +210,30 @@ def measure(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *,
         firing_rate_per_layer=rates.per_layer,
         synops_per_sample=synops,
         synops_per_layer=counter.synops_per_layer,
-        snn_macs_per_sample=snn_macs,
+        snn_macs_per_sample=counter.macs_per_sample,
         ann_macs_per_sample=ann_macs,
-        energy_j_per_sample=snn_energy_j(synops, snn_macs, em),
-        ann_energy_j_per_sample=None if ann_macs is None else ann_energy_j(ann_macs, em),
+        energy_j_per_sample=by_model[em.name]["energy_j_per_sample"],
+        ann_energy_j_per_sample=by_model[em.name]["ann_energy_j_per_sample"],
         energy_model=em.name,
         timesteps=None if timesteps is None else int(timesteps),
         latency_ms_per_sample=1e3 * seconds / samples,
         samples=samples,
+        counts_per_layer=counts,
+        neurons_per_layer=counter.neurons_per_layer,
+        energy_by_model=by_model,
     )
     log.debug("measured %d samples: accuracy %.4f, %.4g SynOps/sample, %.4g J/sample",
               samples, result.accuracy, synops, result.energy_j_per_sample)
     return result
+
+
+def _priced(counts: dict[str, dict[str, float]], ann_macs: float | None, em: EnergyModel
+            ) -> dict[str, Any]:
+    """The per-sample energy of the counts and of the ANN twin's MACs on ``em``."""
+    breakdown = energy_breakdown(counts, em)
+    return {"energy_j_per_sample": breakdown.total_j,
+            "ann_energy_j_per_sample": None if ann_macs is None else ann_energy_j(ann_macs, em),
+            "per_layer_j": breakdown.per_layer_j, "constants": em.to_dict()}
 
 
 def predict(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *,

@@ -1,4 +1,5 @@
-"""Counting synaptic operations (SynOps) and multiply-accumulates (MACs) with forward hooks.
+"""Counting synaptic operations (SynOps), multiply-accumulates (MACs), neuron updates and spikes
+with forward hooks.
 
 Every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` of a model is counted at each call, wherever it sits
 (inside :class:`snn5.nn.TimeDistributed`, a Sequential, a custom module):
@@ -41,8 +42,23 @@ The scale and softmax-free normalisation of the attention (a constant folded int
 neuron's threshold), the Hadamard masks, and the attention modules' weighting of currents are
 elementwise and not counted.
 
-Biases, normalisation, pooling, neuron updates and functional calls (``F.linear`` on a bare
-weight) are not counted. A layer whose input is all zeros counts as spiking (0 SynOps).
+Every counted synaptic layer also records its **dense MACs**, the MACs of the same call run
+densely (``output elements * fan_in`` for Linear/Conv, the ``dense=True`` count of the others)
+whatever its input: what a GPU computes, spikes or not.
+
+Every neuron, i.e. every module that holds a membrane (the sequence neurons and Cells of
+:mod:`snn5.nn.neurons` and :mod:`snn5.nn.neurons_ext`, the LI readout included, and the
+:class:`snn5.nn.conversion.ConvertedNeuron` of a converted SNN), records at each call:
+
+- **neuron updates**: one per neuron and step, the number of elements of its output
+  (``T * B * prod(F)`` for a sequence ``[T, B, *F]``; ``B * prod(F)`` per Cell call; a
+  spike-driven :class:`snn5.nn.IntLIF` updates at each of its ``T * D`` binary sub-steps);
+- **spikes** emitted: ``sum |z|`` (a multi-spike output ``n`` counts n; a converted neuron's
+  output ``n * spike_value`` counts n); 0 for a non-spiking LI;
+- its size ``prod(F)``, the neurons per sample.
+
+Biases, normalisation, pooling and functional calls (``F.linear`` on a bare weight) are not
+counted. A layer whose input is all zeros counts as spiking (0 SynOps).
 """
 
 from __future__ import annotations
@@ -58,20 +74,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from snn5.metrics.energy import COUNT_KEYS
 from snn5.nn.attention import MaskedTokenSum, SpikeMatmul
+from snn5.nn.conversion import ConvertedNeuron
+from snn5.nn.neurons import Neuron, NeuronBase
 from snn5.nn.ssm import DiagonalSSM
 from snn5.nn.ternary import ADD_ONLY_LAYERS
 
 _CONVS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _ACTIVATION_OPS: tuple[type[nn.Module], ...] = (SpikeMatmul, MaskedTokenSum, DiagonalSSM)
+_SYNAPTIC: tuple[type[nn.Module], ...] = (nn.Linear, *_CONVS, *ADD_ONLY_LAYERS, *_ACTIVATION_OPS)
+_NEURONS: tuple[type[nn.Module], ...] = (NeuronBase, ConvertedNeuron)
 
 
 def counted_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The Linear, Conv1d/2d/3d, add-only, spike-product and SSM modules of ``model`` that
-    :class:`OpCounter` counts, by name."""
-    return {name: m for name, m in model.named_modules()
-            if isinstance(m, (nn.Linear, *_CONVS, *ADD_ONLY_LAYERS, *_ACTIVATION_OPS))}
+    """The modules of ``model`` that :class:`OpCounter` counts, by name, in model order: the
+    synaptic ones (Linear, Conv1d/2d/3d, add-only, spike-product, SSM) and the neurons."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, (*_SYNAPTIC, *_NEURONS))}
+
+
+def is_neuron(module: nn.Module) -> bool:
+    """True for a module whose calls :class:`OpCounter` counts as neuron updates and spikes."""
+    return isinstance(module, _NEURONS)
 
 
 MAX_SPIKES_PER_STEP = 15
@@ -179,6 +204,20 @@ def ssm_ops(layer: DiagonalSSM, u: Tensor, *, dense: bool = False) -> tuple[int,
     return 0, macs + u.numel() * (2 * modes + 1)
 
 
+def neuron_ops(layer: nn.Module, x: Tensor, output: Any) -> tuple[int, int, int]:
+    """``(neurons, neuron updates, spikes)`` of one call of a neuron module (see the module
+    docstring) on input ``x``: ``[T, B, *F]`` (sequence neuron), ``[B, *F]`` (Cell) or
+    ``[T*B, *F]`` (time-folded :class:`ConvertedNeuron`)."""
+    if isinstance(layer, ConvertedNeuron):
+        n = output.detach().abs() / layer.spike_value.to(output.dtype).abs()    # [T*B, *F]
+        spikes = int(n.sum(dtype=torch.float64).round().item())
+        return math.prod(x.shape[1:]), output.numel(), spikes
+    z = output[0].detach()                  # [T, B, *F] / [B, *F] (spike-driven: T*D, D steps)
+    neurons = math.prod(x.shape[2:] if isinstance(layer, Neuron) else x.shape[1:])
+    spikes = int(z.abs().sum(dtype=torch.float64).round().item()) if layer.spiking else 0
+    return neurons, z.numel(), spikes
+
+
 def _activation_ops(layer: nn.Module, args: tuple, dense: bool) -> tuple[int, int]:
     if isinstance(layer, SpikeMatmul):
         return matmul_ops(args[0].detach(), args[1].detach(), dense=dense)
@@ -189,11 +228,24 @@ def _activation_ops(layer: nn.Module, args: tuple, dense: bool) -> tuple[int, in
 
 @dataclass
 class LayerOps:
-    """Running totals of one layer: SynOps, MACs and the number of calls seen."""
+    """Running totals of one counted layer and the number of calls seen.
+
+    A synaptic layer counts ``synops``, ``macs`` and ``dense_macs``; a neuron (``neuron=True``)
+    counts ``neuron_updates`` and ``spikes`` and keeps its size ``neurons`` (per sample).
+    """
 
     synops: int = 0
     macs: int = 0
+    dense_macs: int = 0
+    neuron_updates: int = 0
+    spikes: int = 0
+    neurons: int = 0
+    neuron: bool = False
     calls: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """The totals under :data:`snn5.metrics.energy.COUNT_KEYS`."""
+        return {key: getattr(self, key) for key in COUNT_KEYS}
 
 
 def _first_tensor(args: tuple, kwargs: dict[str, Any]) -> Tensor | None:
@@ -204,8 +256,8 @@ def _first_tensor(args: tuple, kwargs: dict[str, Any]) -> Tensor | None:
 
 
 class OpCounter:
-    """Count SynOps and MACs of every Linear/Conv layer (and spike product / SSM module) of
-    ``model`` during forward passes.
+    """Count SynOps, MACs and dense MACs of every Linear/Conv layer (and spike product / SSM
+    module), and neuron updates and spikes of every neuron, of ``model`` during forward passes.
 
     The hooks only read: outputs, gradients and the autograd graph are unchanged, no tensor is
     kept, and the hooks are removed on exit. Counts accumulate over calls and over repeated
@@ -221,6 +273,7 @@ class OpCounter:
         >>> with OpCounter(snn) as ops:
         ...     logits = snn(x)                      # x: [B, *input_shape]
         >>> ops.synops_per_sample, ops.synops_per_layer["features.3.module"]
+        >>> ops.counts_per_layer["features.4"]["neuron_updates"]     # per sample
     """
 
     def __init__(self, model: nn.Module, *, dense: bool = False, infer_samples: bool = True
@@ -228,7 +281,8 @@ class OpCounter:
         self.model = model
         self.dense = bool(dense)
         self.infer_samples = bool(infer_samples)
-        self.layers: dict[str, LayerOps] = {name: LayerOps() for name in counted_layers(model)}
+        self.layers: dict[str, LayerOps] = {name: LayerOps(neuron=is_neuron(m))
+                                            for name, m in counted_layers(model).items()}
         self.samples = 0
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._additions: dict[str, int] = {}            # add-only layers: count before a call
@@ -240,7 +294,7 @@ class OpCounter:
             raise RuntimeError("this OpCounter is already active; leave its `with` block first")
         try:
             for name, layer in counted_layers(self.model).items():
-                self.layers.setdefault(name, LayerOps())
+                self.layers.setdefault(name, LayerOps(neuron=is_neuron(layer)))
                 if isinstance(layer, ADD_ONLY_LAYERS):
                     self._handles.append(layer.register_forward_pre_hook(self._before(name)))
                 self._handles.append(layer.register_forward_hook(self._hook(name),
@@ -273,12 +327,23 @@ class OpCounter:
         return hook
 
     def _hook(self, name: str):
-        def hook(layer: nn.Module, args: tuple, kwargs: dict[str, Any], output: Tensor) -> None:
+        def hook(layer: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> None:
             ops = self.layers[name]
+            if isinstance(layer, _NEURONS):
+                x = _first_tensor(args, kwargs)
+                if x is None:
+                    return
+                ops.calls += 1
+                with torch.no_grad():
+                    ops.neurons, updates, spikes = neuron_ops(layer, x, output)
+                ops.neuron_updates += updates
+                ops.spikes += spikes
+                return
             if isinstance(layer, _ACTIVATION_OPS):
                 ops.calls += 1
                 with torch.no_grad():
                     synops, macs = _activation_ops(layer, args, self.dense)
+                    ops.dense_macs += macs if self.dense else _activation_ops(layer, args, True)[1]
                 ops.synops += synops
                 ops.macs += macs
                 return
@@ -288,6 +353,7 @@ class OpCounter:
             ops.calls += 1
             with torch.no_grad():
                 x = x.detach()
+                ops.dense_macs += dense_macs(layer, output)
                 if isinstance(layer, ADD_ONLY_LAYERS) and not self.dense:
                     ops.synops += layer.op_counts.additions - self._additions.pop(name)
                 elif (self.dense or getattr(layer, "dense_only", False)
@@ -309,7 +375,7 @@ class OpCounter:
 
     def reset(self) -> None:
         """Zero all counts and the number of samples."""
-        self.layers = {name: LayerOps() for name in self.layers}
+        self.layers = {name: LayerOps(neuron=ops.neuron) for name, ops in self.layers.items()}
         self.samples = 0
 
     @property
@@ -340,13 +406,29 @@ class OpCounter:
 
     @property
     def synops_per_layer(self) -> dict[str, float]:
-        """SynOps per sample of each layer, by qualified name."""
-        return {name: self._per_sample(ops.synops) for name, ops in self.layers.items()}
+        """SynOps per sample of each synaptic layer, by qualified name."""
+        return {name: self._per_sample(ops.synops) for name, ops in self.layers.items()
+                if not ops.neuron}
 
     @property
     def macs_per_layer(self) -> dict[str, float]:
-        """MACs per sample of each layer, by qualified name."""
-        return {name: self._per_sample(ops.macs) for name, ops in self.layers.items()}
+        """MACs per sample of each synaptic layer, by qualified name."""
+        return {name: self._per_sample(ops.macs) for name, ops in self.layers.items()
+                if not ops.neuron}
+
+    @property
+    def counts_per_layer(self) -> dict[str, dict[str, float]]:
+        """Per sample, ``{layer: {"synops", "macs", "dense_macs", "neuron_updates",
+        "spikes"}}`` of every counted layer in model order: the input of
+        :func:`snn5.metrics.energy_breakdown`."""
+        return {name: {key: self._per_sample(n) for key, n in ops.counts().items()}
+                for name, ops in self.layers.items()}
+
+    @property
+    def neurons_per_layer(self) -> dict[str, int]:
+        """Neurons per sample (``prod(F)``) of each neuron layer seen in a call."""
+        return {name: ops.neurons for name, ops in self.layers.items()
+                if ops.neuron and ops.calls}
 
 
 @contextmanager
@@ -379,5 +461,6 @@ def count_macs(model: nn.Module, x: Tensor) -> float:
 
 
 __all__ = ["LayerOps", "MAX_SPIKES_PER_STEP", "OpCounter", "conv_synops", "count_macs",
-           "counted_layers", "dense_macs", "eval_mode", "is_spike_count_tensor", "is_spike_tensor",
-           "linear_synops", "masked_sum_ops", "matmul_ops", "ssm_ops"]
+           "counted_layers", "dense_macs", "eval_mode", "is_neuron", "is_spike_count_tensor",
+           "is_spike_tensor", "linear_synops", "masked_sum_ops", "matmul_ops", "neuron_ops",
+           "ssm_ops"]

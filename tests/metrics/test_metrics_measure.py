@@ -11,13 +11,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from snn5._registry import UnknownNameError
-from snn5.metrics import Measurement, OpCounter, accuracy, measure, predict
+from snn5.metrics import (
+    ENERGY_MODELS, EnergyModel, Measurement, OpCounter, accuracy, ann_energy_j, energy_breakdown,
+    measure, predict,
+)
 from snn5.nn import SpikeRecorder
 
 KEYS = {"accuracy", "loss", "firing_rate", "synops_per_sample", "synops_per_layer",
         "snn_macs_per_sample", "ann_macs_per_sample", "energy_j_per_sample",
         "ann_energy_j_per_sample", "energy_model", "timesteps", "latency_ms_per_sample",
-        "samples"}
+        "samples", "counts_per_layer", "neurons_per_layer", "energy_by_model"}
 
 
 def _reference(model: nn.Module, batches) -> dict:
@@ -34,7 +37,8 @@ def _reference(model: nn.Module, batches) -> dict:
                 steps[name] = steps.get(name, 0) + z.numel()
     return {"logits": torch.cat(logits), "y": torch.cat(labels), "spikes": spikes,
             "steps": steps, "synops": counter.synops_per_sample,
-            "synops_per_layer": counter.synops_per_layer, "macs": counter.macs_per_sample}
+            "synops_per_layer": counter.synops_per_layer, "macs": counter.macs_per_sample,
+            "counts_per_layer": counter.counts_per_layer}
 
 
 def test_measure_fields_match_independent_computation(snn, ann, batches):
@@ -59,6 +63,9 @@ def test_measure_fields_match_independent_computation(snn, ann, batches):
                                                   + m.snn_macs_per_sample * 4.6e-12)
     assert m.ann_energy_j_per_sample == pytest.approx(m.ann_macs_per_sample * 4.6e-12)
     assert m.energy_model == "45nm"
+    assert m.counts_per_layer == {name: pytest.approx(c)
+                                  for name, c in ref["counts_per_layer"].items()}
+    assert m.neurons_per_layer == {"net.1": 4 * 36, "net.4": 3}
     assert m.timesteps == 4
     assert m.latency_ms_per_sample >= 0.0 and math.isfinite(m.latency_ms_per_sample)
 
@@ -77,6 +84,8 @@ def test_to_dict_is_json_ready_with_the_documented_keys(snn, ann, batches):
     assert set(d["firing_rate"]) == {"mean", "per_layer"}
     assert set(d["firing_rate"]["per_layer"]) == {"net.1", "net.4"}
     assert set(d["synops_per_layer"]) == {"net.0.module", "net.3"}
+    assert list(d["counts_per_layer"]) == ["net.0.module", "net.1", "net.3", "net.4"]
+    assert set(d["energy_by_model"]) == set(ENERGY_MODELS.names())
     assert json.loads(json.dumps(d, allow_nan=False)) == d
 
 
@@ -139,3 +148,36 @@ def test_accuracy_and_predict(snn, batches):
     assert preds.shape == labels.shape == (15,) and preds.dtype == torch.int64
     assert snn.training
     assert torch.equal(labels, torch.cat([y for _, y in batches]))
+
+
+def test_energy_on_every_registered_profile(snn, ann, batches):
+    m = measure(snn, batches, ann_model=ann)
+    for name, em in ENERGY_MODELS.items():
+        e = m.energy_by_model[name]
+        breakdown = energy_breakdown(m.counts_per_layer, name)
+        assert e["energy_j_per_sample"] == pytest.approx(breakdown.total_j)
+        assert e["per_layer_j"] == pytest.approx(breakdown.per_layer_j)
+        assert sum(e["per_layer_j"].values()) == pytest.approx(e["energy_j_per_sample"])
+        assert e["ann_energy_j_per_sample"] == pytest.approx(ann_energy_j(m.ann_macs_per_sample,
+                                                                          name))
+        assert e["constants"] == em.to_dict()
+    assert m.energy_by_model["45nm"]["energy_j_per_sample"] == m.energy_j_per_sample
+    loihi = m.energy_by_model["loihi"]["per_layer_j"]
+    updates = m.counts_per_layer["net.1"]["neuron_updates"]
+    assert updates == 4 * 4 * 36                                 # T x neurons per sample
+    assert loihi["net.1"] == pytest.approx(updates * 81e-12
+                                           + m.counts_per_layer["net.1"]["spikes"] * 1.7e-12)
+    gpu = m.energy_by_model["gpu_dense"]["per_layer_j"]
+    assert gpu["net.3"] == pytest.approx(4 * 144 * 3 * 400 / 78e12)   # dense: spikes or not
+    assert gpu["net.1"] == 0.0                                  # neuron updates not priced
+
+
+def test_headline_profile_and_custom_model(snn, ann, batches):
+    m = measure(snn, batches, ann_model=ann, energy_model="loihi")
+    assert m.energy_model == "loihi"
+    assert m.energy_j_per_sample == m.energy_by_model["loihi"]["energy_j_per_sample"]
+    assert m.ann_energy_j_per_sample == pytest.approx(m.ann_macs_per_sample * 4.6e-12)
+    toy = EnergyModel("toy", e_ac_j=0.0, e_mac_j=1.0, reference="test")
+    m = measure(snn, batches, energy_model=toy)
+    assert m.energy_j_per_sample == pytest.approx(m.snn_macs_per_sample)
+    assert set(m.energy_by_model) == {*ENERGY_MODELS.names(), "toy"}

@@ -1,4 +1,5 @@
-"""SynOps and MACs counted by OpCounter / count_macs against hand and brute-force counts."""
+"""SynOps and MACs counted by OpCounter / count_macs against hand and brute-force counts (neuron
+updates and spikes: test_metrics_neuron_ops.py)."""
 
 from __future__ import annotations
 
@@ -200,7 +201,8 @@ def test_snn_counts_per_layer_and_per_sample(snn, batches):
         snn(x)
     assert ops.samples == B                        # inferred from the model's input
     conv_name, lin_name = "net.0.module", "net.3"
-    assert set(ops.layers) == {conv_name, lin_name}
+    assert list(ops.layers) == [conv_name, "net.1", lin_name, "net.4"]     # model order
+    assert [n for n, o in ops.layers.items() if o.neuron] == ["net.1", "net.4"]
     conv_macs = T * B * (4 * 6 * 6) * (1 * 3 * 3)  # every step: output elements x fan-in
     assert ops.layers[conv_name].macs == conv_macs and ops.layers[conv_name].synops == 0
     z1 = rec.spikes["net.1"]                       # [T, B, 4, 6, 6], input of the Linear
