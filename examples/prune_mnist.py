@@ -1,10 +1,15 @@
-"""One-shot pruning of a trained run without retraining: magnitude vs Hessian (SparseGPT).
+"""One-shot pruning of a trained run without retraining: magnitude vs spike-activity vs Hessian.
 
-Loads a finished `snn5 train` run (its config and best checkpoint), prunes every Linear/Conv
-layer to each sparsity with both pruners, calibrating the one-shot pruner on the first
-``--calibration`` training samples, and reports test accuracy beside the dense model's.
+Loads a finished `snn5 train` run (its config and best checkpoint), prunes its Linear/Conv
+layers to each overall sparsity with each pruner and each per-layer allocation (uniform, or
+ERK: large layers pruned harder, small ones kept dense), calibrating the data-aware pruners on
+the first ``--calibration`` training samples, and reports test accuracy beside the dense
+model's, the sparsity reached per layer, and the firing rate and SynOps per sample measured on
+the first ``--measure`` test samples (pruned synapses still count as SynOps there: the counter
+counts active inputs times fan-out).
 
-    python examples/prune_mnist.py runs/mnist_conv --data-dir ../shared/data --sparsity 0.5 0.8
+    python examples/prune_mnist.py runs/mnist_conv --data-dir ../shared/data --sparsity 0.8 \\
+        --pruners magnitude activity hessian --allocation uniform erk --out prune.json
 """
 
 from __future__ import annotations
@@ -12,29 +17,53 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import time
+from pathlib import Path
 
 import torch
+from torch import nn
 
-from snn5.compress import HessianPrune, MagnitudePrune, prune_, sparsity
+from snn5.compress.prune import (
+    ActivityPrune, HessianPrune, MagnitudePrune, PRUNABLE, prune_, sparsity,
+)
 from snn5.config import load_config
 from snn5.data import BatchLoader, load_dataset
-from snn5.metrics import predict
+from snn5.metrics import measure, predict
 from snn5.runs.run import build_run_models, load_weights
 
+PRUNERS = {"magnitude": MagnitudePrune, "activity": ActivityPrune, "hessian": HessianPrune}
 
-def accuracy(model: torch.nn.Module, loader: BatchLoader) -> float:
+
+def accuracy(model: nn.Module, loader: BatchLoader) -> float:
     pred, labels = predict(model, loader)
     return float((pred == labels).float().mean())
+
+
+def per_layer_sparsity(model: nn.Module) -> dict[str, float]:
+    return {name: round(float((m.weight == 0).float().mean()), 4)
+            for name, m in model.named_modules() if isinstance(m, PRUNABLE)}
+
+
+def activity(model: nn.Module, loader: BatchLoader) -> dict[str, object]:
+    m = measure(model, loader)
+    return {"firing_rate_mean": m.firing_rate_mean, "synops_per_sample": m.synops_per_sample}
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", help="a run folder of `snn5 train` (config.yaml + checkpoints/)")
-    ap.add_argument("--sparsity", type=float, nargs="+", default=[0.5, 0.8])
+    ap.add_argument("--sparsity", type=float, nargs="+", default=[0.8])
+    ap.add_argument("--pruners", nargs="+", choices=sorted(PRUNERS),
+                    default=["magnitude", "activity", "hessian"])
+    ap.add_argument("--allocation", nargs="+", choices=["uniform", "erk"],
+                    default=["uniform", "erk"])
     ap.add_argument("--calibration", type=int, default=512, help="training samples")
     ap.add_argument("--samples", type=int, default=None, help="first N test samples (all)")
+    ap.add_argument("--measure", type=int, default=1000,
+                    help="first N test samples for firing rates and SynOps")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--out", default=None, help="write the result as JSON here")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -44,24 +73,34 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             update={"data_dir": args.data_dir})})
     data = load_dataset(cfg.data)
     model, _ = build_run_models(cfg, data)
-    load_weights(model, __import__("pathlib").Path(args.run) / "checkpoints" / "best.safetensors")
+    load_weights(model, Path(args.run) / "checkpoints" / "best.safetensors")
     model.eval()
     n = len(data.test) if args.samples is None else args.samples
-    test = BatchLoader(type(data.test)(data.test.x[:n], data.test.y[:n]), 500, shuffle=False)
+    test_set = type(data.test)
+    test = BatchLoader(test_set(data.test.x[:n], data.test.y[:n]), 500, shuffle=False)
+    probe = BatchLoader(test_set(data.test.x[:args.measure], data.test.y[:args.measure]), 500,
+                        shuffle=False)
     calib = [data.train.x[i:i + 128] for i in range(0, args.calibration, 128)]
     torch.manual_seed(cfg.seed)
-    result: dict[str, object] = {"run": args.run, "test_samples": n,
-                                 "calibration_samples": args.calibration,
-                                 "dense": accuracy(model, test)}
+    result: dict[str, object] = {
+        "run": args.run, "test_samples": n, "calibration_samples": args.calibration,
+        "dense": {"accuracy": accuracy(model, test), **activity(model, probe)}}
+    print(f"dense: {result['dense']}", flush=True)
     for s in args.sparsity:
-        row = {}
-        for name, config in (("magnitude", MagnitudePrune(sparsity=s)),
-                             ("one_shot_hessian", HessianPrune(sparsity=s))):
-            pruned = copy.deepcopy(model)
-            prune_(pruned, config, calibration=calib)
-            row[name] = {"accuracy": accuracy(pruned, test), "sparsity": sparsity(pruned)}
-        result[f"sparsity_{s:g}"] = row
-    print(json.dumps(result, indent=2))
+        for alloc in args.allocation:
+            for name in args.pruners:
+                pruned = copy.deepcopy(model)
+                start = time.perf_counter()
+                prune_(pruned, PRUNERS[name](sparsity=s, allocation=alloc), calibration=calib)
+                row = {"pruner": name, "allocation": alloc, "target_sparsity": s,
+                       "prune_seconds": round(time.perf_counter() - start, 2),
+                       "accuracy": accuracy(pruned, test), "sparsity": sparsity(pruned),
+                       "per_layer_sparsity": per_layer_sparsity(pruned),
+                       **activity(pruned, probe)}
+                print(json.dumps(row), flush=True)
+                result[f"{name}_{alloc}_{s:g}"] = row
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
     return result
 
 

@@ -23,6 +23,21 @@ pruned, and each pruned weight's error is spread over the not-yet-visited weight
 through the Cholesky factor of ``H^-1``, so the layer's output on the calibration inputs changes
 as little as possible. Layers are pruned in order, each calibrated on the outputs of the already
 pruned ones.
+
+Spike-activity pruning (:class:`ActivityPrune`) ranks each weight by its magnitude times the
+activity of the input it carries, ``|w_ij| * ||x_j||_2`` over calibration data, compared within
+each output unit (Wanda: Sun et al., "A Simple and Effective Pruning Approach for Large Language
+Models", ICLR 2024). For a layer fed by spikes ``||x_j||_2^2`` is the number of spikes of
+presynaptic neuron ``j``, so synapses of silent or rarely firing neurons go first: they cost
+nothing in SynOps but keep their weight memory. Structured, it removes whole presynaptic
+neurons (Linear input columns, Conv input channels) of smallest ``||x_j|| * ||w_:j||``.
+
+Per-layer budgets (``allocation``): ``"uniform"`` prunes every selected layer to the same
+sparsity; ``"erk"`` (Erdos-Renyi-Kernel, Evci et al., "Rigging the Lottery", ICML 2020) keeps a
+density proportional to ``sum(weight dims) / prod(weight dims)`` per layer, scaled so that the
+selected layers together reach the target sparsity, with layers that would exceed density 1
+kept dense. Large layers are pruned harder and small ones (a first conv of 288 weights, the
+classifier) stay dense, which is what one-shot pruning of a small SNN needs at high sparsity.
 """
 
 from __future__ import annotations
@@ -36,11 +51,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
-__all__ = ["HessianPrune", "MagnitudePrune", "is_pruned", "prune_", "remove_pruning_",
-           "sparsity"]
+__all__ = ["ActivityPrune", "HessianPrune", "MagnitudePrune", "is_pruned", "layer_sparsities",
+           "prune_", "remove_pruning_", "sparsity"]
 
 FilterFn = Callable[[nn.Module, str], bool]
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+ALLOCATIONS = ("uniform", "erk")
+
+
+def _check_sparsity(sparsity: object) -> None:
+    if not (isinstance(sparsity, (int, float)) and 0.0 <= sparsity < 1.0):
+        raise ValueError(f"sparsity is the fraction of weights pruned, in [0, 1), got "
+                         f"{sparsity!r}; 80 % is sparsity=0.8")
+
+
+def _check_allocation(allocation: object) -> None:
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got "
+                         f"{allocation!r}")
 
 
 @dataclass(frozen=True)
@@ -50,18 +78,24 @@ class MagnitudePrune:
     Args:
         sparsity: fraction of weights (or output units) set to zero, in [0, 1).
         structured: prune whole output units by their L2 norm instead of single weights.
-        scope: ``"layer"`` (each layer to ``sparsity``) or ``"global"`` (all selected weights
+        scope: ``"layer"`` (each layer to its budget) or ``"global"`` (all selected weights
             ranked together; unstructured only).
+        allocation: per-layer budgets with ``scope="layer"``: ``"uniform"`` (every layer at
+            ``sparsity``) or ``"erk"`` (see the module docstring; ``sparsity`` is then the
+            fraction over all selected layers).
     """
 
     sparsity: float
     structured: bool = False
     scope: Literal["layer", "global"] = "layer"
+    allocation: Literal["uniform", "erk"] = "uniform"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.sparsity, (int, float)) and 0.0 <= self.sparsity < 1.0):
-            raise ValueError(f"sparsity is the fraction of weights pruned, in [0, 1), got "
-                             f"{self.sparsity!r}; 80 % is sparsity=0.8")
+        _check_sparsity(self.sparsity)
+        _check_allocation(self.allocation)
+        if self.allocation != "uniform" and self.scope == "global":
+            raise ValueError("allocation sets per-layer budgets, which a global ranking does "
+                             "not have; use scope='layer' with allocation='erk'")
         if self.scope not in ("layer", "global"):
             raise ValueError(f"scope must be 'layer' or 'global', got {self.scope!r}")
         if self.structured and self.scope == "global":
@@ -78,18 +112,73 @@ class HessianPrune:
         damp: added to the Hessian's diagonal, as a fraction of its mean (numerical safety;
             the paper's 1 %).
         block_size: columns per block of the mask selection (the paper's 128).
+        allocation: per-layer budgets, ``"uniform"`` or ``"erk"`` (see the module docstring).
     """
 
     sparsity: float
     damp: float = 0.01
     block_size: int = 128
+    allocation: Literal["uniform", "erk"] = "uniform"
 
     def __post_init__(self) -> None:
-        MagnitudePrune(self.sparsity)                    # the same range check
+        _check_sparsity(self.sparsity)
+        _check_allocation(self.allocation)
         if not (isinstance(self.damp, (int, float)) and self.damp > 0):
             raise ValueError(f"damp must be a positive fraction, got {self.damp!r}")
         if not (isinstance(self.block_size, int) and self.block_size >= 1):
             raise ValueError(f"block_size must be an integer >= 1, got {self.block_size!r}")
+
+
+@dataclass(frozen=True)
+class ActivityPrune:
+    """Prune by weight magnitude times input activity on calibration data (Wanda), no retraining.
+
+    Args:
+        sparsity: fraction of weights (or, structured, of input units) set to zero, in [0, 1).
+        structured: remove whole presynaptic units (Linear input columns, Conv input
+            channels) of smallest ``||x_j|| * ||w_:j||`` instead of single weights.
+        allocation: per-layer budgets, ``"uniform"`` or ``"erk"`` (see the module docstring).
+    """
+
+    sparsity: float
+    structured: bool = False
+    allocation: Literal["uniform", "erk"] = "uniform"
+
+    def __post_init__(self) -> None:
+        _check_sparsity(self.sparsity)
+        _check_allocation(self.allocation)
+
+
+PruneConfig = MagnitudePrune | HessianPrune | ActivityPrune
+
+
+def layer_sparsities(layers: list[nn.Module], sparsity: float,
+                     allocation: str = "uniform") -> list[float]:
+    """Per-layer sparsity of ``layers`` for an overall ``sparsity`` under ``allocation``.
+
+    ``"erk"``: density ``d_l = min(1, eps * sum(shape_l) / prod(shape_l))`` with ``eps`` solved
+    so that ``sum_l d_l n_l = (1 - sparsity) sum_l n_l`` (layers capped at 1 are removed and
+    ``eps`` solved again on the rest, as in RigL).
+    """
+    _check_sparsity(sparsity)
+    _check_allocation(allocation)
+    if allocation == "uniform":
+        return [float(sparsity)] * len(layers)
+    sizes = [m.weight.numel() for m in layers]
+    ratio = [sum(m.weight.shape) / m.weight.numel() for m in layers]
+    budget = (1.0 - sparsity) * sum(sizes)               # weights kept over all layers
+    dense: set[int] = set()
+    while True:
+        free = [i for i in range(len(layers)) if i not in dense]
+        left = budget - sum(sizes[i] for i in dense)
+        eps = left / sum(ratio[i] * sizes[i] for i in free)
+        capped = {i for i in free if eps * ratio[i] >= 1.0}
+        if not capped:
+            break
+        dense |= capped
+        if len(dense) == len(layers):                     # only at sparsity ~0
+            return [0.0] * len(layers)
+    return [0.0 if i in dense else 1.0 - eps * ratio[i] for i in range(len(layers))]
 
 
 def _default_filter(module: nn.Module, name: str) -> bool:
@@ -115,8 +204,8 @@ def _selected(model: nn.Module, filter_fn: FilterFn) -> list[tuple[str, nn.Modul
     return layers
 
 
-def prune_(model: nn.Module, config: MagnitudePrune | HessianPrune,
-           filter_fn: FilterFn | None = None, *, calibration=None) -> nn.Module:
+def prune_(model: nn.Module, config: PruneConfig, filter_fn: FilterFn | None = None, *,
+           calibration=None) -> nn.Module:
     """Prune ``model`` in place (masks on the selected layers' weights); returns ``model``.
 
     Args:
@@ -124,53 +213,81 @@ def prune_(model: nn.Module, config: MagnitudePrune | HessianPrune,
         config: how much and by which criterion.
         filter_fn: ``filter_fn(module, name) -> bool`` picks the layers (default: every
             Linear/Conv layer).
-        calibration: for :class:`HessianPrune`, an iterable of input batches ``x`` (or
-            ``(x, y)`` pairs) that ``model(x)`` accepts; it is iterated once per layer.
+        calibration: for :class:`HessianPrune` and :class:`ActivityPrune`, an iterable of
+            input batches ``x`` (or ``(x, y)`` pairs) that ``model(x)`` accepts; it is iterated
+            once per layer, the layers being pruned in order.
 
     Example:
         >>> prune_(model, MagnitudePrune(sparsity=0.8),
         ...        filter_fn=lambda m, name: isinstance(m, nn.Linear))
         >>> remove_pruning_(model)          # the inverse: original weights back
     """
-    if not isinstance(config, (MagnitudePrune, HessianPrune)):
-        raise TypeError(f"config must be a MagnitudePrune or HessianPrune, got "
+    if not isinstance(config, (MagnitudePrune, HessianPrune, ActivityPrune)):
+        raise TypeError(f"config must be a MagnitudePrune, HessianPrune or ActivityPrune, got "
                         f"{type(config).__name__}")
     layers = _selected(model, filter_fn or _default_filter)
-    if isinstance(config, HessianPrune):
-        if calibration is None:
-            raise ValueError("HessianPrune needs calibration=<batches of inputs> (a few hundred "
-                             "samples of training data) to estimate each layer's Hessian")
+    if isinstance(config, (HessianPrune, ActivityPrune)) and calibration is None:
+        raise ValueError(f"{type(config).__name__} needs calibration=<batches of inputs> (a few "
+                         "hundred samples of training data) to measure each layer's inputs")
+    if isinstance(config, (HessianPrune, ActivityPrune)):
         for name, module in layers:
-            _check_hessian_layer(name, module)
-        for _, module in layers:
-            module.register_buffer("weight_unpruned", module.weight.detach().clone())
-            weight, mask = _sparsegpt(module, _input_hessian(model, module, calibration), config)
+            _check_calibrated_layer(name, module, config)
+    for _, module in layers:
+        module.register_buffer("weight_unpruned", module.weight.detach().clone())
+    if isinstance(config, MagnitudePrune) and config.scope == "global":
+        prune.global_unstructured([(m, "weight") for _, m in layers],
+                                  pruning_method=prune.L1Unstructured, amount=config.sparsity)
+        return model
+    budgets = layer_sparsities([m for _, m in layers], config.sparsity, config.allocation)
+    for (_, module), amount in zip(layers, budgets):
+        if isinstance(config, HessianPrune):
+            h = _calibrate(model, module, calibration, lambda r: r.T @ r)      # X^T X
+            weight, mask = _sparsegpt(module, h, config, amount)
             prune.custom_from_mask(module, "weight", mask)
             with torch.no_grad():
                 module.weight_orig.copy_(weight)
             module.weight = module.weight_orig * module.weight_mask   # as the pre-hook does
-        return model
-    for _, module in layers:
-        module.register_buffer("weight_unpruned", module.weight.detach().clone())
-    if config.scope == "global":
-        prune.global_unstructured([(m, "weight") for _, m in layers],
-                                  pruning_method=prune.L1Unstructured, amount=config.sparsity)
-        return model
-    for _, module in layers:
-        if config.structured:
-            prune.ln_structured(module, "weight", amount=config.sparsity, n=2, dim=0)
+        elif isinstance(config, ActivityPrune):
+            sq = _calibrate(model, module, calibration, lambda r: r.pow(2).sum(0))  # ||x_j||^2
+            prune.custom_from_mask(module, "weight", _activity_mask(module, sq, config, amount))
+        elif config.structured:
+            prune.ln_structured(module, "weight", amount=amount, n=2, dim=0)
         else:
-            prune.l1_unstructured(module, "weight", amount=config.sparsity)
+            prune.l1_unstructured(module, "weight", amount=amount)
     return model
 
 
-def _check_hessian_layer(name: str, module: nn.Module) -> None:
+def _activity_mask(module: nn.Module, sq: Tensor, cfg: ActivityPrune, amount: float) -> Tensor:
+    """0/1 mask of :class:`ActivityPrune` from the inputs' squared norms ``sq [fan_in]``."""
+    w = module.weight.detach()
+    rows = w.reshape(w.shape[0], -1)                                # [out, fan_in]
+    norm = sq.sqrt().to(rows.dtype)                                 # ||x_j||_2
+    if cfg.structured:                                              # whole input units
+        units = w.shape[1]                                          # in_features / C_in
+        score = (rows.abs().pow(2) * norm.pow(2)).reshape(w.shape[0], units, -1)
+        score = score.sum(dim=(0, 2))                               # [units]
+        k = int(round(amount * units))
+        keep = torch.ones(units, dtype=torch.bool, device=w.device)
+        if k > 0:
+            keep[torch.topk(score, k, largest=False).indices] = False
+        shape = (1, units) + (1,) * (w.dim() - 2)
+        return keep.reshape(shape).expand_as(w).to(w.dtype).clone()
+    score = rows.abs() * norm[None, :]                              # [out, fan_in]
+    k = int(round(amount * rows.shape[1]))                          # per output unit (Wanda)
+    mask = torch.ones_like(rows, dtype=torch.bool)
+    if k > 0:
+        mask.scatter_(1, torch.topk(score, k, dim=1, largest=False).indices, False)
+    return mask.reshape(w.shape).to(w.dtype)
+
+
+def _check_calibrated_layer(name: str, module: nn.Module, config: PruneConfig) -> None:
     if isinstance(module, nn.Linear):
         return
     if isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros":
         return
-    raise ValueError(f"HessianPrune handles Linear and Conv2d (groups=1, zero padding) layers; "
-                     f"'{name}' is {module}; exclude it with filter_fn or use MagnitudePrune")
+    raise ValueError(f"{type(config).__name__} handles Linear and Conv2d (groups=1, zero "
+                     f"padding) layers; '{name}' is {module}; exclude it with filter_fn or use "
+                     "MagnitudePrune")
 
 
 def _rows(module: nn.Module, x: Tensor) -> Tensor:
@@ -183,15 +300,20 @@ def _rows(module: nn.Module, x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _input_hessian(model: nn.Module, module: nn.Module, calibration) -> Tensor:
-    """``X^T X / N`` of ``module``'s inputs over the calibration batches (float64)."""
-    fan_in = module.weight[0].numel()
-    h = torch.zeros(fan_in, fan_in, dtype=torch.float64, device=module.weight.device)
+def _calibrate(model: nn.Module, module: nn.Module, calibration,
+               reduce: Callable[[Tensor], Tensor]) -> Tensor:
+    """Mean over the calibration batches' input rows of ``module`` (see :func:`_rows`) of
+    ``reduce(rows) / N`` in float64: ``X^T X / N`` or the squared norms ``||x_j||^2 / N``."""
+    total: list[Tensor] = []
     seen = [0]
 
     def hook(mod: nn.Module, args: tuple) -> None:
         rows = _rows(mod, args[0].detach()).to(torch.float64)              # [N, fan_in]
-        h.add_(rows.T @ rows)
+        value = reduce(rows)
+        if total:
+            total[0].add_(value)
+        else:
+            total.append(value)
         seen[0] += rows.shape[0]
 
     handle = module.register_forward_pre_hook(hook)
@@ -207,10 +329,11 @@ def _input_hessian(model: nn.Module, module: nn.Module, calibration) -> Tensor:
     if seen[0] == 0:
         raise ValueError("the calibration batches never reached a selected layer; pass inputs "
                          "that model(x) accepts")
-    return h / seen[0]
+    return total[0] / seen[0]
 
 
-def _sparsegpt(module: nn.Module, h: Tensor, cfg: HessianPrune) -> tuple[Tensor, Tensor]:
+def _sparsegpt(module: nn.Module, h: Tensor, cfg: HessianPrune,
+               amount: float) -> tuple[Tensor, Tensor]:
     """SparseGPT on one layer: ``(new weight, 0/1 mask)`` in the weight's shape and dtype."""
     w = module.weight.detach().reshape(module.weight.shape[0], -1).to(torch.float64).clone()
     rows, cols = w.shape
@@ -225,7 +348,7 @@ def _sparsegpt(module: nn.Module, h: Tensor, cfg: HessianPrune) -> tuple[Tensor,
         block = w[:, start:end].clone()               # [rows, b]
         hb = hinv[start:end, start:end]               # [b, b] upper Cholesky factor of H^-1
         score = block.pow(2) / torch.diagonal(hb).pow(2)[None, :]
-        k = int(cfg.sparsity * score.numel())
+        k = int(amount * score.numel())
         drop = torch.zeros_like(block, dtype=torch.bool)
         if k > 0:
             drop.view(-1)[torch.topk(score.view(-1), k, largest=False).indices] = True

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from snn5.compress import (
-    HessianPrune, MagnitudePrune, is_pruned, prune_, remove_pruning_, sparsity,
+from snn5.compress.prune import (
+    ActivityPrune, HessianPrune, MagnitudePrune, is_pruned, layer_sparsities, prune_,
+    remove_pruning_, sparsity,
 )
 from snn5.models import build_model
 
@@ -106,13 +107,100 @@ def test_bad_uses_are_named() -> None:
     prune_(model, MagnitudePrune(sparsity=0.5))
     with pytest.raises(ValueError, match="already pruned"):
         prune_(model, MagnitudePrune(sparsity=0.6))
-    with pytest.raises(TypeError, match="MagnitudePrune or HessianPrune"):
+    with pytest.raises(TypeError, match="MagnitudePrune, HessianPrune or ActivityPrune"):
         prune_(mlp(), 0.5)
     with pytest.raises(ValueError, match="needs calibration"):
         prune_(mlp(), HessianPrune(sparsity=0.5))
+    with pytest.raises(ValueError, match="ActivityPrune needs calibration"):
+        prune_(mlp(), ActivityPrune(sparsity=0.5))
     grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
     with pytest.raises(ValueError, match="groups=1"):
         prune_(grouped, HessianPrune(sparsity=0.5), calibration=[torch.rand(2, 4, 6, 6)])
+    with pytest.raises(ValueError, match="ActivityPrune handles Linear and Conv2d"):
+        prune_(grouped, ActivityPrune(sparsity=0.5), calibration=[torch.rand(2, 4, 6, 6)])
+    with pytest.raises(ValueError, match="uniform, erk"):
+        HessianPrune(sparsity=0.5, allocation="owl")
+    with pytest.raises(ValueError, match="scope='layer' with allocation='erk'"):
+        MagnitudePrune(sparsity=0.5, scope="global", allocation="erk")
+
+
+def erk_net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 8, 3), nn.Conv2d(8, 32, 3), nn.Flatten(),
+                         nn.Linear(32 * 4 * 4, 128), nn.Linear(128, 10))
+
+
+def test_erk_allocation_reaches_the_target_and_spares_small_layers() -> None:
+    layers = [m for m in erk_net() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    sizes = [m.weight.numel() for m in layers]                  # 72, 2304, 65536, 1280
+    budgets = layer_sparsities(layers, 0.8, "erk")
+    pruned = sum(s * n for s, n in zip(budgets, sizes))
+    assert pruned == pytest.approx(0.8 * sum(sizes), rel=1e-9)  # the overall target exactly
+    assert budgets[0] == 0.0                                    # the 72-weight first conv
+    assert budgets[2] == max(budgets)                           # the largest layer hardest
+    # density follows sum(shape) / prod(shape) among the layers that are not capped
+    free = [i for i, b in enumerate(budgets) if b > 0]
+    ratio = [sum(layers[i].weight.shape) / sizes[i] for i in free]
+    dens = [1 - budgets[i] for i in free]
+    assert dens[0] / dens[1] == pytest.approx(ratio[0] / ratio[1], rel=1e-9)
+    assert layer_sparsities(layers, 0.8, "uniform") == [0.8] * 4
+    model = erk_net()
+    prune_(model, MagnitudePrune(sparsity=0.8, allocation="erk"))
+    assert sparsity(model) == pytest.approx(0.8, abs=1e-3)
+    assert (model[0].weight != 0).all()
+
+
+def test_activity_prune_removes_synapses_of_silent_inputs_first() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(8, 4)
+    with torch.no_grad():
+        layer.weight.copy_(torch.arange(1.0, 9.0).repeat(4, 1))    # |w| grows with the input
+    spikes = (torch.rand(256, 8) < torch.linspace(0.9, 0.05, 8)).float()   # rates fall
+    spikes[:, 7] = 0.0                                          # input 7 never fires
+    prune_(nn.Sequential(layer), ActivityPrune(sparsity=0.25), calibration=[spikes])
+    kept = layer.weight != 0
+    assert (kept.sum(dim=1) == 6).all()                          # 2 of 8 per output unit
+    assert not kept[:, 7].any()                                  # the silent, largest weights
+    norms = spikes.pow(2).sum(0).sqrt()
+    score = layer.weight_orig.detach().abs() * norms
+    assert score[kept].min() >= score[~kept].max()
+    model = nn.Sequential(nn.Linear(8, 4))
+    prune_(model, ActivityPrune(sparsity=0.25, structured=True), calibration=[spikes])
+    dead = (model[0].weight == 0).all(dim=0)                    # whole presynaptic units
+    assert int(dead.sum()) == 2 and dead[7]
+
+
+def test_activity_prune_beats_magnitude_when_inputs_differ_in_scale() -> None:
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
+    scale = torch.logspace(-1, 1, 32)                           # inputs 0.1x .. 10x
+    calib, test = correlated_inputs(1024, seed=1) * scale, correlated_inputs(1024, seed=2) * scale
+    with torch.no_grad():
+        target = teacher(test)
+
+    def error(config) -> float:
+        model = twin_of(teacher)
+        prune_(model, config, calibration=[calib])
+        with torch.no_grad():
+            return float((model(test) - target).pow(2).mean())
+
+    assert error(ActivityPrune(sparsity=0.5)) < 0.7 * error(MagnitudePrune(sparsity=0.5))
+
+
+def test_activity_prune_on_a_conv_snn_is_undone() -> None:
+    torch.manual_seed(0)
+    snn = build_model({"name": "conv_snn", "channels": [4], "fc_hidden": [16], "timesteps": 2},
+                      (1, 8, 8), 3)
+    before = {k: v.clone() for k, v in snn.state_dict().items()}
+    prune_(snn, ActivityPrune(sparsity=0.5, structured=True),
+           calibration=[torch.rand(16, 1, 8, 8)])
+    conv = snn.stem[0].module
+    assert (conv.weight == 0).all(dim=(0, 2, 3)).sum() == 0      # 1 input channel: round(0.5)
+    fc = [m for m in snn.modules() if isinstance(m, nn.Linear)][0]
+    assert int((fc.weight == 0).all(dim=0).sum()) == round(0.5 * fc.in_features)
+    remove_pruning_(snn)
+    after = snn.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before)
 
 
 MIX = torch.randn(32, 32, generator=torch.Generator().manual_seed(0)) / 32 ** 0.5
