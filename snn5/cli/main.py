@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (an interrupted suite resumes)")
     _add_data_dir(p)
 
+    p = sub.add_parser("export", help="write a finished run's selected model as a NIR graph")
+    p.add_argument("run_dir", help="a run folder written by `snn5 train`")
+    p.add_argument("--to", choices=["nir"], default="nir", help="format (NIR: neuromorphic "
+                   "hardware and simulators, see docs/deployment.md)")
+    p.add_argument("--out", required=True, help="file to write, e.g. model.nir")
+    _add_data_dir(p)
+
     sub.add_parser("info", help="versions, device, threads, registered components, kernels")
 
     p = sub.add_parser("download", help="download a dataset's original files (needs internet)")
@@ -113,6 +120,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "ann_macs_per_sample", "energy_j_per_sample", "ann_energy_j_per_sample",
             "timesteps", "latency_ms_per_sample", "device")
     print(json.dumps({k: r[k] for k in keys}, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import nir
+
+    from snn5.config import load_config
+    from snn5.data import load_dataset
+    from snn5.export import export_nir
+    from snn5.runs.run import CONFIG, build_run_models, load_weights
+    from snn5.train.surrogate import BEST
+
+    run = Path(args.run_dir)
+    if not (run / CONFIG).is_file():
+        raise FileNotFoundError(f"{run} is not a run folder (no {CONFIG}); pass the --out "
+                                "folder of `snn5 train`.")
+    overrides = [] if args.data_dir is None else [f"data.data_dir={args.data_dir}"]
+    cfg = load_config(run / CONFIG, overrides)
+    model, _ = build_run_models(cfg, load_dataset(cfg.data))   # the data give the shapes
+    load_weights(model, run / "checkpoints" / BEST)
+    graph = export_nir(model.eval())
+    nir.write(args.out, graph)
+    meta = graph.metadata["snn5"]
+    print(f"wrote {args.out}: {len(graph.nodes)} NIR nodes ({cfg.model.name}, "
+          f"T={meta['timesteps']}, dt={meta['dt']:g} s, readout {meta['readout']})")
     return 0
 
 
@@ -187,7 +221,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "convert": cmd_convert, "evaluate": cmd_evaluate,
-            "quickstart": cmd_quickstart, "bench": cmd_bench, "info": cmd_info,
+            "export": cmd_export, "quickstart": cmd_quickstart, "bench": cmd_bench,
+            "info": cmd_info,
             "download": cmd_download}
 
 

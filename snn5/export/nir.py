@@ -112,6 +112,11 @@ def _array(t: Tensor | float, shape: tuple[int, ...] | None = None,
     return np.ascontiguousarray(np.broadcast_to(a, shape)) if shape is not None else a
 
 
+def _number(v: Tensor | float) -> float:
+    """A Python float of a float or a (learned, one-element) tensor."""
+    return float(v.detach()) if isinstance(v, Tensor) else float(v)
+
+
 def _tensors(state: dict[str, Tensor]) -> dict[str, Any]:
     """A state dict for metadata: arrays in the tensors' dtypes, 0-d ones as Python numbers
     (h5py cannot compress scalar datasets)."""
@@ -143,7 +148,7 @@ def _step_shape(model: SpikingClassifier) -> tuple[int, ...]:
 def _neuron_meta(layer: NeuronBase) -> dict[str, Any]:
     kind = NEURON_KINDS[type(layer)]
     options: dict[str, Any] = {
-        "dt": layer.dt, "v_th": float(layer.v_th), "reset": layer.reset.value,
+        "dt": layer.dt, "v_th": _number(layer.v_th), "reset": layer.reset.value,
         "surrogate": layer.surrogate.to_dict(), "detach_reset": layer.detach_reset,
         "learn_v_th": layer.v_th_log is not None, "backend": layer.backend.value}
     if kind in ("lif", "alif", "int_lif"):
