@@ -25,8 +25,8 @@ snn5 layer             NIR node and parameters                                  
 ``ALIF``               ``LIF`` with the baseline threshold ``v_th``                 no [2]
 ``IntLIF``             ``LIF`` (binary spike at ``v >= v_th``)                      no [2]
 ``IF``                 ``IF(r=1, v_threshold=v_th, v_reset=0)``: ``v += r x[t]``    yes
-                       once per step (x is the charge per step, as Norse's and
-                       snnTorch's NIR converters read an IF with ``r = 1``)
+                       once per step (x is the charge per step, as Norse's NIR
+                       import reads an IF: its IAF cell adds the input per step)
 ``MembraneReadout``    ``LI(tau=tau_mem, r=1, v_leak=0)``, then ``Output``          yes
 ``nn.Linear``          ``Affine(weight, bias)``; ``Linear(weight)`` without bias    yes
 ``nn.Conv1d/2d``       ``Conv1d/Conv2d`` (bias zeros when the layer has none)       yes
