@@ -225,7 +225,10 @@ class NeuronNode:
         self.inclusive = inclusive and bool(meta)          # snn5's v >= v_th only with its meta
         reset = meta.get("options", {}).get("reset")
         self.reset = Reset.parse(reset) if reset is not None else None   # None: to v_reset
-        self.shape = tuple(np.shape(node.r))
+        fields = ("r", "tau", "tau_mem", "tau_syn", "v_leak", "v_threshold", "v_reset", "w_in")
+        # () for a node with scalar parameters (e.g. Norse's export): it takes the input's shape
+        self.shape = tuple(np.broadcast_shapes(*(np.shape(getattr(node, f)) for f in fields
+                                                 if getattr(node, f, None) is not None)))
 
         def t(a: Any) -> Tensor:
             return _tensor(np.broadcast_to(np.asarray(a, dtype=np.float64), self.shape), dtype)
@@ -251,14 +254,15 @@ class NeuronNode:
         self.w_in = t(node.w_in) if isinstance(node, nir.CubaLIF) else None
 
     def start(self, batch: int, device: torch.device) -> None:
-        zeros = self.r.to(device).new_zeros(batch, *self.shape)         # [B, *F]
-        self.v = zeros
-        self.i = zeros.clone() if self.syn is not None else None
+        self.v = self.i = None                  # zeros of the first input's shape [B, *F]
 
     def step(self, x: Tensor, c: dict[str, int]) -> Signal:
-        if tuple(x.shape[1:]) != self.shape:
+        if self.shape and tuple(x.shape[1:]) != self.shape:
             raise ValueError(f"{self.kind} node of shape {self.shape} got input of shape "
                              f"{tuple(x.shape[1:])}; check the edges into it")
+        if self.v is None:
+            self.v = torch.zeros_like(x)
+            self.i = torch.zeros_like(x) if self.syn is not None else None
         if self.syn is not None:                                          # CubaLIF synapse
             alpha, one_minus_alpha = self.syn
             self.i = alpha * self.i + one_minus_alpha * (self.w_in * x)
