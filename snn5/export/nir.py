@@ -183,16 +183,15 @@ def _neuron_node(layer: NeuronBase, shape: tuple[int, ...]) -> nir.NIRNode:
 def _fold(w: Tensor, b: Tensor | None, bn: nn.modules.batchnorm._BatchNorm
           ) -> tuple[np.ndarray, np.ndarray]:
     """Eval-mode BatchNorm folded into the preceding weights: ``s = gamma / sqrt(var + eps)``,
-    ``W' = s W`` (per output channel), ``b' = s (b - mean) + beta``; float64, then w's dtype."""
-    w64, dtype = w.detach().double(), w.dtype
+    ``W' = s W`` (per output channel), ``b' = s (b - mean) + beta``; float64, then float32."""
     mean, var = bn.running_mean.double(), bn.running_var.double()
     gamma = bn.weight.detach().double() if bn.affine else torch.ones_like(mean)
     beta = bn.bias.detach().double() if bn.affine else torch.zeros_like(mean)
     s = gamma / torch.sqrt(var + bn.eps)                               # [C_out]
     b64 = b.detach().double() if b is not None else torch.zeros_like(mean)
-    w_folded = w64 * s.reshape(-1, *([1] * (w.ndim - 1)))              # [C_out, ...]
-    return (_array(w_folded.to(dtype), dtype=w.detach().cpu().numpy().dtype),
-            _array((s * (b64 - mean) + beta).to(dtype), dtype=w.detach().cpu().numpy().dtype))
+    w_folded = w.detach().double() * s.reshape(-1, *([1] * (w.ndim - 1)))   # [C_out, ...]
+    return (_array(w_folded, dtype=np.float32),
+            _array(s * (b64 - mean) + beta, dtype=np.float32))
 
 
 def _bn_meta(name: str, layer: nn.Module, bn: nn.Module, n_out: int) -> dict[str, Any]:
@@ -236,14 +235,14 @@ def _weight_node(name: str, layer: nn.Module, bn: nn.Module | None,
         raise _unsupported(name, layer, f"padding_mode '{layer.padding_mode}' has no NIR form; "
                            "use padding_mode='zeros'")
     bias = bias if bias is not None else np.zeros(w.shape[0], dtype=np.float32)
-    spatial = in_shape[1:]
-    conv = nir.Conv1d if isinstance(layer, nn.Conv1d) else nir.Conv2d
-    return conv(input_shape=spatial[0] if conv is nir.Conv1d else tuple(spatial), weight=weight,
-                stride=layer.stride if conv is nir.Conv2d else layer.stride[0],
-                padding=layer.padding if isinstance(layer.padding, str) or conv is nir.Conv2d
-                else layer.padding[0],
-                dilation=layer.dilation if conv is nir.Conv2d else layer.dilation[0],
-                groups=layer.groups, bias=bias, metadata=metadata)
+    if isinstance(layer, nn.Conv1d):
+        padding = layer.padding if isinstance(layer.padding, str) else layer.padding[0]
+        return nir.Conv1d(input_shape=in_shape[1], weight=weight, stride=layer.stride[0],
+                          padding=padding, dilation=layer.dilation[0], groups=layer.groups,
+                          bias=bias, metadata=metadata)
+    return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=weight, stride=layer.stride,
+                      padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+                      bias=bias, metadata=metadata)
 
 
 def _pair(v: int | tuple[int, ...]) -> np.ndarray:

@@ -300,3 +300,41 @@ def test_time_distributed_linear_keeps_its_wrapper(tmp_path):
     back = _round_trip(model, tmp_path)
     assert isinstance(back.stem[1], TimeDistributed)
     assert isinstance(back.readout, MembraneReadout)
+
+
+def _hand_built(conv: nn.Module, norm: nn.Module, pool: nn.Module, features: int,
+                input_shape: tuple[int, ...]) -> SpikingClassifier:
+    layers = [TimeDistributed(conv), TimeDistributed(norm),
+              LIF(tau_mem=3e-3, reset="zero", v_th=0.3), TimeDistributed(pool),
+              TimeDistributed(nn.Flatten()), nn.Linear(features, 3)]
+    return SpikingClassifier(layers, MembraneReadout(5e-3), timesteps=4, encoding="direct",
+                             input_shape=input_shape)
+
+
+@pytest.mark.parametrize("kind", ["conv1d", "sum_pool"])
+def test_conv1d_and_sum_pooling_round_trip(kind, tmp_path):
+    torch.manual_seed(0)
+    if kind == "conv1d":
+        model = _hand_built(nn.Conv1d(2, 4, 3, padding=1), nn.BatchNorm1d(4), nn.Identity(),
+                            4 * 6, (2, 6))
+        model.body[1] = TimeDistributed(nn.Flatten())       # no pooling over one axis
+    else:
+        model = _hand_built(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4),
+                            nn.AvgPool2d(2, divisor_override=1), 4 * 4 * 4, SHAPE)
+    _perturb_batch_norm(model)
+    graph = export_nir(model.eval())
+    node_type = nir.Conv1d if kind == "conv1d" else nir.SumPool2d
+    assert any(isinstance(n, node_type) for n in graph.nodes.values())
+    back = _round_trip(model, tmp_path)
+    x = torch.rand(5, *model.input_shape)
+    logits, _, spikes = _run(model, x)
+    logits2, _, spikes2 = _run(back, x)
+    assert spikes["body.0"].sum() > 0 and torch.equal(spikes2["body.0"], spikes["body.0"])
+    assert torch.equal(logits2, logits)
+
+
+def test_ceil_mode_pooling_is_refused():
+    model = _hand_built(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4),
+                        nn.AvgPool2d(3, ceil_mode=True), 4 * 3 * 3, SHAPE)
+    with pytest.raises(NIRExportError, match="ceil_mode"):
+        export_nir(model)
