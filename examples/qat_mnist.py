@@ -32,6 +32,7 @@ import torch
 from snn5.compress import (
     MembraneQuant, TernaryQuant, WeightQuant, export_quantized, quantize_,
 )
+from snn5.compress.quantize import QUANTIZABLE
 from snn5.config import load_config
 from snn5.data import BatchLoader, load_dataset
 from snn5.metrics import predict
@@ -65,10 +66,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("run", help="a run folder of `snn5 train` (config.yaml + checkpoints/)")
     ap.add_argument("--bits", type=int, default=4, choices=(2, 4, 8), help="weight bits")
     ap.add_argument("--ternary", action="store_true", help="ternary weights instead of --bits")
-    ap.add_argument("--per-layer", action="store_true", help="one scale per layer, not channel")
+    ap.add_argument("--per-layer", action="store_true",
+                    help="one scale per layer instead of one per output channel")
+    ap.add_argument("--keep-first-last", action="store_true",
+                    help="keep the first and the last Linear/Conv layer in float")
     ap.add_argument("--membrane-bits", type=int, default=None, help="also quantize membranes")
     ap.add_argument("--membrane-range", type=float, default=1.0, help="in units of v_th")
-    ap.add_argument("--exclude", nargs="*", default=[], help="layer names kept in float")
+    ap.add_argument("--exclude", nargs="*", default=[],
+                    help="names of layers kept in float (module names, e.g. stem.0.module)")
     ap.add_argument("--epochs", type=int, default=2, help="QAT epochs (0: PTQ only)")
     ap.add_argument("--lr", type=float, default=None, help="default: the run's lr / 10")
     ap.add_argument("--samples", type=int, default=None, help="first N test samples (all)")
@@ -99,11 +104,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                                  "float": {"test_accuracy": accuracy(model, test, cfg.seed),
                                            "val_accuracy": accuracy(model, val, cfg.seed)}}
 
-    weights = (TernaryQuant() if args.ternary
+    weights = (TernaryQuant(per_channel=not args.per_layer) if args.ternary
                else WeightQuant(args.bits, per_channel=not args.per_layer))
-    keep = set(args.exclude)
-    quantize_(model, weights, lambda m, name: name not in keep and isinstance(
-        m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)))
+    layers = [n for n, m in model.named_modules() if isinstance(m, QUANTIZABLE)]
+    keep = set(args.exclude) | ({layers[0], layers[-1]} if args.keep_first_last else set())
+    quantize_(model, weights, lambda m, name: name not in keep)
     if args.membrane_bits is not None:
         quantize_(model, MembraneQuant(args.membrane_bits, args.membrane_range))
     result["config"] = {"weights": repr(weights), "excluded": sorted(keep),

@@ -28,8 +28,9 @@ constant in backward. The gradient passes the rounding unchanged: the straight-t
 ``dL/dw = dL/dw_hat``.
 
 Ternary weights (:class:`TernaryQuant`): ``gamma * clip(round(w / gamma), -1, 1)`` with
-``gamma = mean |w|`` over the whole layer (absmean, BitNet b1.58: Ma et al., arXiv 2024),
-:func:`snn5.core.conversion.ternarize`, the quantizer of the logic-gated SNN, straight-through.
+``gamma = mean |w|`` over the whole layer (absmean, BitNet b1.58: Ma et al., arXiv 2024) or,
+with ``per_channel=True``, over each output channel; :func:`snn5.core.conversion.ternarize`, the
+quantizer of the logic-gated SNN, straight-through.
 
 Membranes (:class:`MembraneQuant`): stateful QAT (SQUAT: Venkatesh, Marinescu & Eshraghian,
 "SQUAT: Stateful Quantization-Aware Training in Recurrent Spiking Neural Networks", NICE 2024,
@@ -94,7 +95,14 @@ class WeightQuant:
 
 @dataclass(frozen=True)
 class TernaryQuant:
-    """Ternary weights ``gamma * {-1, 0, 1}``, ``gamma = mean |w|`` per layer (BitNet b1.58)."""
+    """Ternary weights ``gamma * {-1, 0, 1}`` with the absmean scale ``gamma = mean |w|``.
+
+    Args:
+        per_channel: one ``gamma`` per output channel (the mean over that channel's weights);
+            False: one per layer, as BitNet b1.58.
+    """
+
+    per_channel: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,14 +194,38 @@ class FakeQuant(nn.Module):
 
 
 class TernaryFakeQuant(nn.Module):
-    """Parametrization ``w -> ternarize(w)`` (absmean, straight-through)."""
+    """Parametrization ``w -> ternarize(w)`` (absmean, straight-through).
+
+    Per channel, each channel is divided by its own absmean ``g_c`` (a constant in backward)
+    before :func:`ternarize`, whose layer-wide absmean is then 1, and multiplied back.
+    """
+
+    def __init__(self, cfg: TernaryQuant) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def _channel_scale(self, w: Tensor) -> Tensor:
+        g = w.detach().abs().reshape(w.shape[0], -1).mean(1).clamp_min(_EPS)   # [C]
+        return g.reshape(-1, *([1] * (w.ndim - 1)))                          # [C, 1, ...]
 
     def forward(self, w: Tensor) -> Tensor:
-        return ternarize(w)
+        if not self.cfg.per_channel:
+            return ternarize(w)
+        g = self._channel_scale(w)
+        return ternarize(w / g) * g
 
     def codes(self, w: Tensor) -> tuple[Tensor, Tensor]:
-        """``(int8 codes in {-1, 0, 1}, gamma)`` of the latent weight ``w``."""
-        return ternary_codes(w), ternary_scale(w)
+        """``(int8 codes in {-1, 0, 1}, gamma)`` of the latent weight ``w`` (``gamma``: ``[]``,
+        or ``[C_out]`` per channel, the magnitude the forward weight takes exactly)."""
+        if not self.cfg.per_channel:
+            return ternary_codes(w), ternary_scale(w)
+        w_hat = self.forward(w.detach())
+        gamma = w_hat.abs().reshape(w.shape[0], -1).amax(1)                    # [C]
+        gamma = torch.where(gamma > 0, gamma, self._channel_scale(w).reshape(-1))
+        return torch.sign(w_hat).to(torch.int8), gamma
+
+    def extra_repr(self) -> str:
+        return repr(self.cfg)
 
 
 # ----------------------------------------------------------------------------- membranes
@@ -314,7 +346,8 @@ def quantize_(model: nn.Module, config: QuantConfig, filter_fn: FilterFn | None 
         if isinstance(config, MembraneQuant):
             module.state_quantizer = MembraneQuantizer(config)
         else:
-            quantizer = FakeQuant(config) if isinstance(config, WeightQuant) else TernaryFakeQuant()
+            quantizer = (FakeQuant(config) if isinstance(config, WeightQuant)
+                         else TernaryFakeQuant(config))
             parametrize.register_parametrization(module, "weight", quantizer)
     return model
 

@@ -22,7 +22,8 @@ MODELS = {
                  (1, 8, 8)),
 }
 CONFIGS = [WeightQuant(8), WeightQuant(4), WeightQuant(2), WeightQuant(4, per_channel=False),
-           WeightQuant(2, narrow_range=False), TernaryQuant(), MembraneQuant(4)]
+           WeightQuant(2, narrow_range=False), TernaryQuant(), TernaryQuant(per_channel=True),
+           MembraneQuant(4)]
 
 
 def snn(kind: str) -> nn.Module:
@@ -115,6 +116,19 @@ def test_ternary_weights_are_gamma_times_minus_one_zero_one() -> None:
         assert torch.allclose(m.weight.unique(), torch.tensor([-1.0, 0.0, 1.0]) * gamma)
 
 
+def test_per_channel_ternary_uses_each_channels_absmean() -> None:
+    model = snn("mlp_snn")
+    quantize_(model, TernaryQuant(per_channel=True))
+    train(model, *batch("mlp_snn"))
+    for _, m in weighted(model):
+        latent = m.parametrizations.weight.original.detach()
+        for w, row in zip(m.weight.detach(), latent):          # one output channel each
+            gamma = row.abs().mean()
+            codes = torch.clamp(torch.round(row / gamma), -1, 1)
+            assert torch.allclose(w, codes * gamma, rtol=1e-5, atol=0)
+            assert w.unique().numel() <= 3
+
+
 # ----------------------------------------------------------------------------- membranes
 
 def test_membrane_on_the_grid_at_every_step_and_gradient_through_it() -> None:
@@ -181,7 +195,8 @@ def test_config_by_model_matrix(kind: str, cfg) -> None:
 
 
 @pytest.mark.parametrize("cfg", [WeightQuant(8), WeightQuant(4, per_channel=False),
-                                 WeightQuant(2, narrow_range=False), TernaryQuant()], ids=repr)
+                                 WeightQuant(2, narrow_range=False), TernaryQuant(),
+                                 TernaryQuant(per_channel=True)], ids=repr)
 def test_export_gives_integers_in_range_and_loads_back(cfg) -> None:
     model = snn("conv_snn")
     quantize_(model, cfg)
