@@ -1,4 +1,4 @@
-"""Markdown reports of runs and of the quickstart."""
+"""Markdown reports of runs and of the quickstart, and the energy tables of a measurement."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from snn5.config import RunConfig
+from snn5.metrics import EnergyModel
 
 
 def _fmt(value: Any, spec: str = ".4g") -> str:
@@ -58,6 +59,57 @@ def text_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+_COST_NAMES = {"synops": "SynOp", "macs": "MAC", "dense_macs": "dense MAC",
+               "neuron_updates": "neuron update", "spikes": "spike"}
+
+
+def _prices(constants: dict[str, Any]) -> str:
+    """``"SynOp 0.9 pJ, MAC 4.6 pJ"``: the nonzero costs of an energy model's constants."""
+    em = EnergyModel(**constants)
+    return ", ".join(f"{_COST_NAMES[key]} {cost * 1e12:.3g} pJ"
+                     for key, cost in em.costs.items() if cost > 0)
+
+
+def energy_model_table(m: dict[str, Any]) -> str:
+    """Markdown: energy per sample of the SNN and of its same-size ANN twin on every energy
+    model of ``m["energy_by_model"]`` (a :class:`snn5.metrics.Measurement` as a dict), with
+    what each model prices and its reference."""
+    by_model = m.get("energy_by_model") or {}
+    lines = ["| energy model | SNN energy / sample (J) | same-size ANN (J) | SNN / ANN | prices |",
+             "|---|---:|---:|---:|---|"]
+    for name, e in by_model.items():
+        snn, ann = e["energy_j_per_sample"], e["ann_energy_j_per_sample"]
+        ratio = snn / ann if ann else None
+        lines.append(f"| `{name}` | {snn:.3g} | {_fmt(ann, '.3g')} | {_fmt(ratio, '.3g')} | "
+                     f"{_prices(e['constants'])} |")
+    lines += [""] + [f"- `{name}`: {e['constants']['reference']}" for name, e in by_model.items()]
+    return "\n".join(lines)
+
+
+def layer_energy_table(m: dict[str, Any]) -> str:
+    """Markdown: per layer and per sample, neurons, firing rate (spikes per neuron update),
+    SynOps, MACs, dense MACs, neuron updates and the energy on every energy model of
+    ``m["energy_by_model"]``; a total row last."""
+    counts = m.get("counts_per_layer") or {}
+    neurons = m.get("neurons_per_layer") or {}
+    by_model = m.get("energy_by_model") or {}
+    keys = ("synops", "macs", "dense_macs", "neuron_updates")
+    head = ["layer", "neurons", "firing rate", "SynOps", "MACs", "dense MACs", "neuron updates",
+            *(f"{name} (J)" for name in by_model)]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for layer, c in counts.items():
+        rate = c["spikes"] / c["neuron_updates"] if c["neuron_updates"] else None
+        cells = [f"`{layer}`", str(neurons.get(layer, "")), "" if rate is None else f"{rate:.3f}",
+                 *(f"{c[k]:.3g}" for k in keys),
+                 *(f"{e['per_layer_j'][layer]:.3g}" for e in by_model.values())]
+        lines.append("| " + " | ".join(cells) + " |")
+    totals = [f"{sum(c[k] for c in counts.values()):.3g}" for k in keys]
+    lines.append("| **total** | " + str(sum(neurons.values())) + " |  | " + " | ".join(totals)
+                 + " | " + " | ".join(f"{e['energy_j_per_sample']:.3g}"
+                                      for e in by_model.values()) + " |")
+    return "\n".join(lines)
+
+
 def write_run_report(path: Path, cfg: RunConfig, m: dict[str, Any],
                      figures: dict[str, Path]) -> Path:
     """report.md of one run."""
@@ -81,16 +133,26 @@ def write_run_report(path: Path, cfg: RunConfig, m: dict[str, Any],
         f"| SynOps per sample | {m['synops_per_sample']:.4g} |",
         f"| dense MACs per sample (real-valued inputs) | {m['snn_macs_per_sample']:.4g} |",
         f"| same-size ANN MACs per sample | {_fmt(m['ann_macs_per_sample'])} |",
-        f"| energy per sample | {m['energy_j_per_sample']:.4g} J |",
-        f"| same-size ANN energy per sample | {_fmt(m['ann_energy_j_per_sample'])} J |",
+        f"| energy per sample (`{em['name']}`) | {m['energy_j_per_sample']:.4g} J |",
+        f"| same-size ANN energy per sample (`{em['name']}`) | "
+        f"{_fmt(m['ann_energy_j_per_sample'])} J |",
         f"| latency | {m['latency_ms_per_sample']:.4g} ms per sample |",
         f"| parameters | {m['parameters']} |",
-        "",
-        f"Energy model `{em['name']}`: {em['e_ac_j'] * 1e12:g} pJ per accumulate, "
-        f"{em['e_mac_j'] * 1e12:g} pJ per multiply-accumulate ({em['reference']}). Compute only: "
-        "membrane updates, memory traffic and routing are not counted, so the estimate favours "
-        "the SNN.",
     ]
+    if m.get("energy_by_model"):
+        lines += ["", "## Energy per target", "",
+                  "Per test sample, on every registered energy model (`docs/energy.md`: formulas, "
+                  "constants, what is not counted). Estimates of arithmetic and event handling "
+                  "only: memory traffic off the core, static power and host transfers are not "
+                  "counted.", "", energy_model_table(m),
+                  "", "## Per-layer breakdown", "",
+                  "Per test sample; firing rate = spikes per neuron update; MACs: layers fed real "
+                  "values; dense MACs: every synapse at every step (what a GPU computes).", "",
+                  layer_energy_table(m)]
+    else:
+        lines += ["", f"Energy model `{em['name']}`: {em['reference']}. Compute only: membrane "
+                  "updates, memory traffic and routing are not counted, so the estimate favours "
+                  "the SNN."]
     if m["firing_rate"]["per_layer"]:
         lines += ["", "| spiking layer | firing rate |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in m["firing_rate"]["per_layer"].items()]
