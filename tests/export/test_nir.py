@@ -2,6 +2,7 @@
 documented exact discretisation, and what NIR cannot express is a named error or metadata."""
 
 import math
+from pathlib import Path
 
 import nir
 import numpy as np
@@ -22,6 +23,7 @@ from snn5.nn.layers import TimeDistributed
 
 SHAPE = (1, 8, 8)
 GAIN = 8.0
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _perturb_batch_norm(model: nn.Module) -> None:
@@ -186,7 +188,7 @@ def test_metadata_records_what_nir_cannot_express():
 
 
 def test_max_pooling_is_a_named_error_with_the_fix():
-    cfg = load_config("configs/mnist_conv.yaml")
+    cfg = load_config(CONFIGS / "mnist_conv.yaml")
     model = build_model(cfg.model, (1, 28, 28), 10)
     with pytest.raises(NIRExportError, match=r"MaxPool2d.*model\.pool: avg.*Supported: IF"):
         export_nir(model)
