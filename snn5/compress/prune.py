@@ -343,12 +343,14 @@ def _sparsegpt(module: nn.Module, h: Tensor, cfg: HessianPrune,
     h += cfg.damp * torch.diagonal(h).mean() * torch.eye(cols, dtype=h.dtype, device=h.device)
     hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
     mask = torch.ones_like(w, dtype=torch.bool)
+    done = 0                                          # weights pruned in earlier blocks
     for start in range(0, cols, cfg.block_size):
         end = min(start + cfg.block_size, cols)
         block = w[:, start:end].clone()               # [rows, b]
         hb = hinv[start:end, start:end]               # [b, b] upper Cholesky factor of H^-1
         score = block.pow(2) / torch.diagonal(hb).pow(2)[None, :]
-        k = int(amount * score.numel())
+        k = round(amount * rows * end) - done        # cumulative: the layer hits its budget
+        done += k
         drop = torch.zeros_like(block, dtype=torch.bool)
         if k > 0:
             drop.view(-1)[torch.topk(score.view(-1), k, largest=False).indices] = True
