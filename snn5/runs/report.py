@@ -82,24 +82,32 @@ def energy_model_table(m: dict[str, Any]) -> str:
         ratio = snn / ann if ann else None
         lines.append(f"| `{name}` | {snn:.3g} | {_fmt(ann, '.3g')} | {_fmt(ratio, '.3g')} | "
                      f"{_prices(e['constants'])} |")
+    lines += ["", "The same-size ANN pays each of its MACs once at the profile's MAC price (its "
+              "`MAC` for an event-driven profile, e.g. the 45 nm host of `loihi`, which runs "
+              "spikes only; its `dense MAC` for a dense one)."]
     lines += [""] + [f"- `{name}`: {e['constants']['reference']}" for name, e in by_model.items()]
     return "\n".join(lines)
 
 
 def layer_energy_table(m: dict[str, Any]) -> str:
-    """Markdown: per layer and per sample, neurons, firing rate (spikes per neuron update),
-    SynOps, MACs, dense MACs, neuron updates and the energy on every energy model of
+    """Markdown: per layer and per sample, neurons, firing rate (spikes per neuron update; "-"
+    for a neuron that emitted none and is not a spiking layer, e.g. an LI readout), SynOps,
+    MACs, dense MACs, neuron updates and the energy on every energy model of
     ``m["energy_by_model"]``; a total row last."""
     counts = m.get("counts_per_layer") or {}
     neurons = m.get("neurons_per_layer") or {}
+    spiking = (m.get("firing_rate") or {}).get("per_layer") or {}
     by_model = m.get("energy_by_model") or {}
     keys = ("synops", "macs", "dense_macs", "neuron_updates")
     head = ["layer", "neurons", "firing rate", "SynOps", "MACs", "dense MACs", "neuron updates",
             *(f"{name} (J)" for name in by_model)]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for layer, c in counts.items():
-        rate = c["spikes"] / c["neuron_updates"] if c["neuron_updates"] else None
-        cells = [f"`{layer}`", str(neurons.get(layer, "")), "" if rate is None else f"{rate:.3f}",
+        rate = ""
+        if layer in neurons:
+            rate = (f"{c['spikes'] / c['neuron_updates']:.3f}"
+                    if c["neuron_updates"] and (c["spikes"] or layer in spiking) else "-")
+        cells = [f"`{layer}`", str(neurons.get(layer, "")), rate,
                  *(f"{c[k]:.3g}" for k in keys),
                  *(f"{e['per_layer_j'][layer]:.3g}" for e in by_model.values())]
         lines.append("| " + " | ".join(cells) + " |")

@@ -57,13 +57,17 @@ def test_layer_table_rows_follow_the_counts_and_sum_to_the_total(measured):
         assert row[3:7] == [f"{c[k]:.3g}" for k in ("synops", "macs", "dense_macs",
                                                     "neuron_updates")]
         assert row[7:] == [f"{by_model[n]['per_layer_j'][layer]:.3g}" for n in names]
-        if layer in measured["neurons_per_layer"]:
+        if layer in measured["firing_rate"]["per_layer"]:             # spiking layers
             assert row[1] == str(measured["neurons_per_layer"][layer])
             assert float(row[2]) == pytest.approx(c["spikes"] / c["neuron_updates"], abs=5e-4)
+            assert float(row[2]) == pytest.approx(
+                measured["firing_rate"]["per_layer"][layer], abs=5e-4)
+        elif layer in measured["neurons_per_layer"]:                   # the LI readout
+            assert row[2] == "-" and c["spikes"] == 0 and c["neuron_updates"] > 0
         else:
             assert row[1] == row[2] == ""
     assert rows[-1][7:] == [f"{by_model[n]['energy_j_per_sample']:.3g}" for n in names]
-    assert len(measured["neurons_per_layer"]) >= 2               # conv LIF, fc LIF, readout
+    assert len(measured["neurons_per_layer"]) == 3                # conv LIF, fc LIF, LI readout
 
 
 def _full_metrics(measured: dict) -> dict:
