@@ -34,7 +34,7 @@ not depend on the other samples of its batch in eval mode.
 
 Example:
     >>> trace, labels = logit_trace(model, val_batches)
-    >>> cal = calibrate_exit(trace, labels, ExitRule.MARGIN, tolerance=0.002)
+    >>> cal = calibrate_exit(trace, labels, ExitRule.MARGIN, tolerance=0.001)
     >>> result = evaluate_early_exit(model, test_batches, cal.policy)
     >>> result.accuracy, result.mean_timesteps, result.speedup
 """
@@ -298,7 +298,7 @@ class Calibration:
 
 
 def calibrate_exit(trace: Tensor, labels: Tensor, rule: ExitRule | str, *,
-                   tolerance: float = 0.002, target: float | None = None,
+                   tolerance: float = 0.001, target: float | None = None,
                    thresholds: Sequence[float] | None = None) -> Calibration:
     """Choose ``rule``'s threshold on validation data: the fewest mean timesteps among the
     candidates whose accuracy is at least ``full-T accuracy - tolerance`` (or ``target``);
