@@ -126,8 +126,10 @@ class ClassifierStream:
     ``T + 1`` is never computed (:meth:`step` raises). Iterating yields the logits of each
     step until ``T`` or until no sample is left.
 
-    In eval mode the logits of step ``T - 1`` equal ``model(x)``; the body must be causal in
-    time (every snn5 layer is), as for any chunked run of :class:`snn5.nn.Sequential`. With
+    In eval mode the logits of step ``T - 1`` equal ``model(x)``. The body must be causal in
+    time, as for any chunked run of :class:`snn5.nn.Sequential`: every family streams except
+    ``hybrid_snn_ann``, whose attention bridge mixes all ``T`` steps at once (it refuses a
+    one-step input). With
     direct encoding the stem runs once; with spike encodings the whole input is encoded once
     (the same encoder call, hence the same random spikes, as ``model(x)``) and the stem runs
     on each step's frame.

@@ -223,7 +223,8 @@ def build_readout(kind: Readout, *, tau_mem: float, dt: float) -> nn.Module:
         return SpikeCount()
     if kind is Readout.FIRST_SPIKE:
         return FirstSpike()
-    return MembraneReadout(tau_mem, dt=dt, reduce="mean" if kind is Readout.MEAN_MEMBRANE else "max")
+    reduce = "mean" if kind is Readout.MEAN_MEMBRANE else "max"
+    return MembraneReadout(tau_mem, dt=dt, reduce=reduce)
 
 
 def readout_is_spiking(kind: Readout) -> bool:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from snn5.models import ConvSNNConfig, SpikingMLPConfig, build_model
+from snn5.models import MODELS, ConvSNNConfig, SpikingMLPConfig, build_model
 from snn5.models.classifier import select_samples
 from snn5.core import LIFState
 
@@ -101,3 +101,27 @@ def test_select_samples_walks_nested_states_and_names_a_state_without_batch_axis
     assert out[1].v.view(-1).tolist() == [0.0, 3.0] and out[2][0].tolist() == [0, 3]
     with pytest.raises(ValueError, match="no batch axis of 4"):
         select_samples((torch.zeros(3),), torch.ones(4, dtype=torch.bool), 4)
+
+
+NON_CAUSAL = {"hybrid_snn_ann"}     # its AttentionBridge attends over all T steps at once
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS.names()) - NON_CAUSAL))
+def test_every_causal_family_streams_like_its_forward_pass(name):
+    torch.manual_seed(0)
+    model = build_model({"name": name}, (1, 8, 8), 10).eval()
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        full = model(x)
+        stream = model.stream(x)
+        stream.step()
+        stream.keep(torch.tensor([True, False, True]))
+        last = [stream.step() for _ in range(model.timesteps - 1)][-1]
+    torch.testing.assert_close(last, full[[0, 2]], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(NON_CAUSAL))
+def test_a_family_that_mixes_time_refuses_to_stream(name):
+    model = build_model({"name": name}, (1, 8, 8), 10).eval()
+    with pytest.raises(ValueError, match="built for T=4 steps"):
+        model.stream(torch.rand(2, 1, 8, 8)).step()
