@@ -8,9 +8,12 @@ dropped from the batch, so the remaining steps run on fewer samples.
 
 Rules (:class:`ExitRule`), each compared as ``confidence >= threshold`` after every step:
 
-* ``MAX_PROB``: the largest softmax probability of the logits so far: the confidence that
-  Dynamic Confidence decodes from the output over time (Li, Jones & Furber, "Unleashing the
-  Potential of Spiking Neural Networks with Dynamic Confidence", ICCV 2023).
+* ``MAX_PROB``: the largest softmax probability of the logits so far, the confidence that
+  Dynamic Confidence decodes from the output over time to terminate inference (Li, Jones &
+  Furber, "Unleashing the Potential of Spiking Neural Networks with Dynamic Confidence", ICCV
+  2023) and the ``ConfCutoff`` rule of the SNN-cutoff authors' code (max softmax of the summed
+  outputs >= ``1 - epsilon``). The threshold is calibrated as below, not by Li et al.'s Pareto
+  front search.
 * ``MARGIN``: top-1 minus top-2 logit so far, the "Top-K gap" ``Y_gap = Top1(Y(t)) -
   Top2(Y(t))`` of SNN cutoff (Wu, Jin, Yu, Yi & Huang, "Optimising Event-Driven Spiking Neural
   Network with Regularisation and Cutoff", Frontiers in Neuroscience 2025, arXiv:2301.09522).
