@@ -156,8 +156,9 @@ def measure(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *,
     and one more pass, with :class:`OpCounter` and :class:`snn5.nn.SpikeRecorder` attached,
     gives the logits, the per-layer counts (SynOps, MACs, dense MACs, neuron updates, spikes)
     and firing rates. The counts are priced on every registered energy model
-    (:data:`snn5.metrics.ENERGY_MODELS`) and on ``energy_model``, the headline one. ``batches`` is iterated once, so a
-    generator works. The training flags of all submodules are restored afterwards.
+    (:data:`snn5.metrics.ENERGY_MODELS`) and on ``energy_model``, the headline one.
+    ``batches`` is iterated once, so a generator works. The training flags of all submodules
+    are restored afterwards.
 
     Args:
         model: the SNN; ``model(x) -> logits [B, C]``.

@@ -25,7 +25,8 @@ def summary_row(metrics: dict[str, Any]) -> dict[str, Any]:
         "timesteps": metrics["timesteps"],
         "firing_rate": metrics["firing_rate"]["mean"] if snn else None,
         "synops_per_sample": metrics["synops_per_sample"] if snn else None,
-        "macs_per_sample": metrics["snn_macs_per_sample"] if snn else metrics["ann_macs_per_sample"],
+        "macs_per_sample": (metrics["snn_macs_per_sample"] if snn
+                            else metrics["ann_macs_per_sample"]),
         "energy_j_per_sample": metrics["energy_j_per_sample"],
         "latency_ms_per_sample": metrics["latency_ms_per_sample"],
         "train_seconds": metrics["train_seconds"],
