@@ -10,7 +10,7 @@ from snn5.models.ann import (
     ANN_MODELS, ANNConfig, MLPANNConfig, ResNet18, ResNet18Config, VGGConfig, build_ann,
     load_ann_weights,
 )
-from snn5.models.classifier import SpikingClassifier
+from snn5.models.classifier import ClassifierStream, SpikingClassifier
 from snn5.models.common import ClassifierConfig
 from snn5.models.convnet import ConvSNNConfig, build_conv_snn
 from snn5.models.mlp import SpikingMLPConfig, build_spiking_mlp
@@ -29,4 +29,5 @@ __all__ = [
     "parse_surrogate", "register_model",
     "HybridConfig", "SEWResNetConfig", "SSMLayer", "SpikformerConfig", "SpikingSSMConfig",
     "build_hybrid", "build_sew_resnet", "build_spikformer", "build_spiking_ssm",
+    "ClassifierStream",
 ]

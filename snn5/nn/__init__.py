@@ -19,7 +19,8 @@ from snn5.nn.neurons_ext import (
 )
 from snn5.nn.schedule import ScheduleKind, SurrogateSchedule, anneal_surrogates
 from snn5.nn.readout import (
-    MembraneReadout, Readout, SpikeCount, TimeMean, build_readout, readout_is_spiking,
+    FirstSpike, MembraneReadout, Readout, SpikeCount, TimeMean, build_readout, first_spike_time,
+    readout_is_spiking,
 )
 from snn5.nn.ternary import (
     AddOnlyConv2d, AddOnlyLinear, InputNoise, OpCounts, TernaryConv2d, TernaryLinear,
@@ -46,4 +47,5 @@ __all__ = [
     "AttentionBridge", "AttentionSpikingSSMLayer", "Connect", "DiagonalSSM",
     "DualTemporalChannelAttention", "SEWBlock", "SelfAttention", "SpikeDrivenSelfAttention",
     "SpikingSSMLayer", "SpikingSelfAttention", "TemporalAttention", "TemporalAttentionKind",
+    "FirstSpike", "first_spike_time",
 ]
