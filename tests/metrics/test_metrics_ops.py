@@ -422,6 +422,7 @@ def test_attention_products_are_counted_in_a_model():
     q, k, v = qkv["q"], qkv["k"], qkv["v"]
     meets = (q.sum(-2) * k.sum(-2)).sum()                # pairs of active q[i, c], k[j, c]
     assert ops.layers["qk"].synops == int(meets) and ops.layers["qk"].calls == 1
+    assert ops.layers["qk"].dense_macs == 3 * 2 * 2 * (5 * 2 * 5)   # [T, B, H]: N x d x N
     attn = q @ k.transpose(-2, -1)
     if is_spike_count_tensor(attn):                      # overlaps <= 15: spike counts
         expected = int((attn.sum(-2) * v.sum(-1)).sum())
@@ -444,6 +445,7 @@ def test_ssm_counts_input_accumulates_and_mode_macs():
         ssm(u)
     assert ops.layers[""].synops == int(u.sum()) * (2 * 4 + 1)
     assert ops.layers[""].macs == u.numel() * 6 * 4
+    assert ops.layers[""].dense_macs == u.numel() * (6 * 4 + 2 * 4 + 1)   # spikes or not
     with OpCounter(ssm, infer_samples=False) as ops:
         ssm(torch.rand(6, 2, 3))
     assert ops.layers[""].synops == 0 and ops.layers[""].macs == 36 * (6 * 4 + 2 * 4 + 1)
