@@ -34,7 +34,7 @@ from snn5.compress import (
 )
 from snn5.compress.quantize import QUANTIZABLE
 from snn5.config import load_config
-from snn5.data import BatchLoader, load_dataset
+from snn5.data import ArrayDataset, BatchLoader, load_dataset
 from snn5.metrics import predict
 from snn5.nn.schedule import SurrogateSchedule, anneal_surrogates
 from snn5.runs.run import build_run_models, load_weights
@@ -45,20 +45,21 @@ def accuracy(model: torch.nn.Module, loader: BatchLoader, seed: int) -> float:
     with torch.random.fork_rng():                  # the same Poisson inputs for every model
         torch.manual_seed(seed)
         pred, labels = predict(model, loader)
-    return float((pred == labels).float().mean())
+    return int((pred == labels).sum()) / len(labels)      # as the trainer counts
 
 
-def first(split, n: int | None):
+def first(split: ArrayDataset, n: int | None) -> ArrayDataset:
     return split if n is None else type(split)(split.x[:n], split.y[:n])
 
 
-def size_bits(model: torch.nn.Module, bits: float) -> dict[str, int]:
-    """Bits of the quantized layers' weights: float32 vs integer codes plus float32 scales."""
+def size_bits(model: torch.nn.Module, bits: int) -> dict[str, int]:
+    """Bits of the quantized layers' weights: float32 vs ``bits``-bit codes plus float32
+    scales (ternary codes count 2 bits)."""
     ints = export_quantized(model)
     weights = sum(codes.numel() for codes, _ in ints.values())
     scales = sum(scale.numel() for _, scale in ints.values())
     return {"weights": weights, "float32_bits": 32 * weights,
-            "quantized_bits": int(bits * weights) + 32 * scales}
+            "quantized_bits": bits * weights + 32 * scales}
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                         repr(MembraneQuant(args.membrane_bits, args.membrane_range))}
     ptq_val = accuracy(model, val, cfg.seed)
     result["ptq"] = {"test_accuracy": accuracy(model, test, cfg.seed), "val_accuracy": ptq_val}
-    result["size_bits"] = size_bits(model, 1.58 if args.ternary else args.bits)
+    result["size_bits"] = size_bits(model, 2 if args.ternary else args.bits)
 
     if args.epochs > 0:
         lr = args.lr if args.lr is not None else tc.optimizer.lr / 10
