@@ -95,3 +95,27 @@ def test_report_of_older_metrics_without_per_layer_counts(measured, tmp_path):
     cfg = config_from_dict({"data": {"name": "digits"}, "model": MODEL})
     text = write_run_report(tmp_path / "report.md", cfg, old, {}).read_text()
     assert "Per-layer breakdown" not in text and "Horowitz" in text
+
+
+def test_energy_table_example_on_a_finished_run(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    from snn5.runs import train_run
+
+    out = tmp_path / "run"
+    cfg = config_from_dict({"seed": 0, "data": {"name": "digits", "train_subset": 100},
+                            "model": {**MODEL, "channels": [2]},
+                            "train": {"epochs": 1, "batch_size": 50}})
+    metrics = train_run(cfg, out, progress=False)
+    path = Path(__file__).resolve().parents[2] / "examples" / "energy_table.py"
+    spec = importlib.util.spec_from_file_location("energy_table", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    m = example.main([str(out), "--samples", "30", "--json", str(tmp_path / "e.json")])
+    printed = capsys.readouterr().out
+    assert m["samples"] == 30 and (tmp_path / "e.json").is_file()
+    assert energy_model_table(m) in printed and layer_energy_table(m) in printed
+    report = (out / "report.md").read_text()
+    assert "## Per-layer breakdown" in report
+    assert set(metrics["energy_by_model"]) == set(ENERGY_MODELS.names())
