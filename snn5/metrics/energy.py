@@ -58,8 +58,8 @@ class EnergyModel:
     Args:
         name: registry name, e.g. ``"45nm"``.
         e_ac_j: joules per SynOp (an accumulate triggered by a spike).
-        e_mac_j: joules per multiply-accumulate of a layer fed real values, and per MAC of the
-            ANN twin.
+        e_mac_j: joules per multiply-accumulate of a layer fed real values (the ANN twin pays
+            ``e_mac_j + e_dense_mac_j`` per MAC, see :func:`ann_energy_j`).
         reference: where the numbers come from.
         e_dense_mac_j: joules per dense MAC (every synapse at every call, spikes or not);
             nonzero only when ``e_ac_j`` and ``e_mac_j`` are zero.
