@@ -187,7 +187,7 @@ class FakeQuant(nn.Module):
     def codes(self, w: Tensor) -> tuple[Tensor, Tensor]:
         """``(int8 codes, scale)`` of the latent weight ``w``."""
         s = weight_scale(w, self.cfg)
-        return weight_codes(w, self.cfg), s.reshape(-1) if self.cfg.per_channel else s
+        return weight_codes(w, self.cfg), s.reshape(-1) if self.cfg.per_channel else s  # [C]
 
     def extra_repr(self) -> str:
         return repr(self.cfg)
@@ -242,11 +242,6 @@ class MembraneQuantizer:
         if isinstance(v_th, Tensor):
             v_th = v_th.detach()
         return self.cfg.v_range * v_th / 2 ** (self.cfg.bits - 1)
-
-    def codes(self, v: Tensor, v_th: float | Tensor) -> Tensor:
-        """The integer codes of the membrane ``v`` (int32, no gradient)."""
-        half = 2 ** (self.cfg.bits - 1)
-        return torch.clamp(torch.round(v.detach() / self.delta(v_th)), -half, half - 1).int()
 
     def __call__(self, state: NamedTuple, params: NamedTuple) -> NamedTuple:
         half = 2 ** (self.cfg.bits - 1)
@@ -413,7 +408,7 @@ def load_quantized_(model: nn.Module, exported: Mapping[str, tuple[Tensor, Tenso
         if tuple(codes.shape) != tuple(module.weight.shape):
             raise ValueError(f"codes of '{name}' have shape {tuple(codes.shape)}, its weight "
                              f"{tuple(module.weight.shape)}; wrong architecture?")
-        s = scale.reshape(-1, *([1] * (codes.ndim - 1))) if scale.ndim == 1 else scale
+        s = scale.reshape(-1, *([1] * (codes.ndim - 1))) if scale.ndim == 1 else scale  # [C, 1..]
         with torch.no_grad():
             module.weight.copy_(codes.to(module.weight.dtype) * s.to(module.weight.dtype))
     return model
