@@ -37,7 +37,9 @@ class EventLinear(nn.Linear):
     The inference path caches the weight in the kernels' layout
     (:func:`snn5.kernels.pack_weight`), keyed by the weight's storage and version counter; an
     in-place change through ``weight.data`` bypasses the version counter, so make such changes
-    under ``torch.no_grad()`` on ``weight`` itself.
+    under ``torch.no_grad()`` on ``weight`` itself. A weight that is not a plain
+    ``nn.Parameter`` (recomputed at every forward by a pruning mask or a quantization
+    parametrization) is packed at every forward, never cached.
 
     Args:
         in_features, out_features, bias: as ``nn.Linear``.
@@ -56,11 +58,14 @@ class EventLinear(nn.Linear):
         self._weight_key: tuple | None = None
 
     def _packed_weight(self) -> Tensor:
-        if self.weight.is_inference():       # made under inference_mode (e.g. by a pruning
-            return pack_weight(self.weight)  # mask's hook): no version counter to key a cache
-        key = (self.weight.data_ptr(), self.weight._version, self.weight.shape)
+        weight = self.weight                 # one access: a parametrized weight is recomputed
+        if not isinstance(weight, nn.Parameter) or weight.is_inference():
+            # recomputed at every forward (pruning mask, quantization parametrization): a new
+            # tensor that may reuse a freed address with version 0, so never key a cache on it
+            return pack_weight(weight)
+        key = (weight.data_ptr(), weight._version, weight.shape)
         if self._weight_key != key:
-            self._packed = pack_weight(self.weight)
+            self._packed = pack_weight(weight)
             self._weight_key = key
         return self._packed
 

@@ -84,6 +84,42 @@ def test_event_linear_module_picks_the_path_by_rate(monkeypatch):
         assert torch.allclose(layer(sparse), F.linear(sparse, layer.weight, layer.bias), atol=1e-5)
 
 
+class _Scaled(torch.nn.Module):
+    """A parametrization whose value changes when its buffer does (as a quantizer's scale)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(()))
+
+    def forward(self, w):
+        return w * self.scale
+
+
+def test_a_weight_recomputed_at_every_access_is_never_served_from_the_cache(monkeypatch):
+    # a parametrization (quantization) or a pruning mask makes a new weight tensor at every
+    # access; the allocator may hand it the address of an earlier one, with version 0 again,
+    # so only a plain Parameter may be cached
+    import snn5.nn.event as event_module
+    from torch.nn.utils import parametrize
+    packs = []
+    real = event_module.pack_weight
+    monkeypatch.setattr(event_module, "pack_weight", lambda w: packs.append(1) or real(w))
+    torch.manual_seed(0)
+    plain, layer = EventLinear(64, 32, max_rate=0.5), EventLinear(64, 32, max_rate=0.5)
+    parametrize.register_parametrization(layer, "weight", _Scaled())
+    scale = layer.parametrizations.weight[0].scale
+    sparse = (torch.rand(16, 64) < 0.1).float()
+    with torch.no_grad():
+        for _ in range(3):
+            plain(sparse)
+        assert len(packs) == 1                                  # cached
+        for step in range(5):
+            scale.fill_(1.0 + step)
+            expected = F.linear(sparse, layer.weight, layer.bias)
+            assert torch.allclose(layer(sparse), expected, atol=1e-4), step
+        assert len(packs) == 6                                  # packed at every forward
+
+
 def test_models_use_event_layers_after_spikes_and_predict_the_same():
     torch.manual_seed(0)
     snn = build_model({"name": "spiking_mlp", "hidden": [64, 32]}, (1, 8, 8), 10).eval()
