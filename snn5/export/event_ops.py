@@ -91,12 +91,14 @@ def linear_fanout(events: Events, weight_t: Tensor) -> tuple[Tensor, int]:
         weight_t: ``W^T`` as ``[in_features, out_features]`` (contiguous rows to gather).
 
     Returns:
-        ``(out [B, out_features], synops)`` with ``synops = sum(count) * out_features``.
+        ``(out [B, out_features], synops)`` with ``synops`` = the spikes times the nonzero
+        synapses of their input (``sum(count) * out_features`` for a dense weight).
     """
     out = weight_t.new_zeros(events.batch, weight_t.shape[1])          # [B, out]
     rows = weight_t[events.index] * events.value.to(weight_t.dtype)[:, None]   # [N, out]
     out.index_add_(0, events.sample, rows)
-    return out, events.total_count * weight_t.shape[1]
+    fan_out = (weight_t[events.index] != 0).sum(1, dtype=torch.float64)       # [N]
+    return out, round(float((events.count.to(torch.float64) * fan_out).sum()))
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,9 @@ def conv_fanout(events: Events, weight: Tensor, groups: int, geom: WindowGeometr
         geom: the window geometry.
 
     Returns:
-        ``(out [B, C_out, *out_size], synops)``, ``synops`` = the (spike, reached position)
-        pairs times ``C_out / groups``, the count of :func:`snn5.metrics.ops.conv_synops`.
+        ``(out [B, C_out, *out_size], synops)``, ``synops`` = the (spike, reached position,
+        output channel) triples joined by a nonzero weight (the pairs times ``C_out / groups``
+        for a dense weight), the count of :func:`snn5.metrics.ops.conv_synops`.
     """
     c_out, c_in_g = weight.shape[:2]
     c_out_g = c_out // groups
@@ -175,14 +178,16 @@ def conv_fanout(events: Events, weight: Tensor, groups: int, geom: WindowGeometr
     w = weight.reshape(groups, c_out_g, c_in_g, *geom.kernel).movedim(1, -1)
     out = weight.new_zeros(events.batch * n_out * groups, c_out_g)     # [B*O*groups, C_out/g]
     value = events.value.to(weight.dtype)
-    pairs = 0.0
+    synapses = (w != 0).sum(-1, dtype=torch.float64)                   # [groups, C_in/g, *k]
+    triples = 0.0
     for tap, keep, channel, out_flat in window_hits(events, geom):
         group, local = channel // c_in_g, channel % c_in_g
         rows = (events.sample[keep] * n_out + out_flat) * groups + group          # [M]
         out.index_add_(0, rows, w[(group, local, *tap)] * value[keep, None])     # [M, C_out/g]
-        pairs += float(events.count[keep].sum(dtype=torch.float64))
+        fan_out = synapses[(group, local, *tap)]                                 # [M]
+        triples += float((events.count[keep].to(torch.float64) * fan_out).sum())
     out = out.view(events.batch, *geom.out_size, c_out)                # [B, *O, C_out]
-    return out.movedim(-1, 1).contiguous(), round(pairs) * c_out_g     # [B, C_out, *O]
+    return out.movedim(-1, 1).contiguous(), round(triples)             # [B, C_out, *O]
 
 
 def pool_route(events: Events, geom: WindowGeometry, scale: float) -> Events:

@@ -7,7 +7,9 @@ Every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` of a model is counted at each call, 
 - input made only of values in {-1, 0, 1} (spikes, signed spikes included): **SynOps**, the
   accumulates the nonzero inputs actually trigger. Linear: ``nnz(x) * out_features``. Conv: for
   every active input, the number of (output position, output channel) pairs its kernel window
-  reaches, honouring stride, padding, dilation and groups.
+  reaches, honouring stride, padding, dilation and groups. A synapse whose weight is exactly
+  zero (pruned, or a zero code) triggers nothing: with zeros in the weight only the nonzero
+  synapses of each active input count.
 - input made only of integers in [-MAX_SPIKES_PER_STEP, MAX_SPIKES_PER_STEP] (multi-spike or
   multi-threshold neurons emitting n spikes in one step, e.g. scale-and-fire): **SynOps**, each
   of the n spikes triggering its accumulates, so an input n counts ``|n|`` times the above.
@@ -131,8 +133,11 @@ def dense_macs(layer: nn.Module, output: Tensor) -> int:
 
 def linear_synops(layer: nn.Linear, x: Tensor) -> int:
     """Accumulates triggered by the spikes of ``x: [..., in_features]``: every nonzero entry,
-    ``|n|`` times for a count ``n`` of spikes."""
-    return int(x.abs().sum(dtype=torch.float64).round().item()) * layer.out_features
+    ``|n|`` times for a count ``n`` of spikes, along every nonzero synapse of its input
+    (``out_features`` of them unless the weight has zeros, e.g. after pruning)."""
+    per_input = x.abs().reshape(-1, x.shape[-1]).sum(0, dtype=torch.float64)   # [in]
+    fan_out = (layer.weight != 0).sum(0, dtype=torch.float64)                  # [in]
+    return int((per_input @ fan_out).round().item())
 
 
 def conv_synops(layer: nn.Conv1d | nn.Conv2d | nn.Conv3d, x: Tensor) -> int:
@@ -144,14 +149,20 @@ def conv_synops(layer: nn.Conv1d | nn.Conv2d | nn.Conv3d, x: Tensor) -> int:
     ``layer``): each output entry
     ``[n, g, *o]`` is the number of active inputs of group ``g`` in the window of position ``o``.
     Their sum counts (active input, output position) pairs; each pair feeds ``C_out / groups``
-    output channels.
+    output channels. A weight with zeros (pruned) is counted through its nonzero pattern
+    ``[C_out, C_in/groups, *k]`` instead, so only (spike, output) pairs joined by a nonzero
+    synapse count.
     """
     nd = len(layer.kernel_size)
     if x.ndim == nd + 1:                               # unbatched [C_in, *S]
         x = x.unsqueeze(0)                             # [1, C_in, *S]
     active = x.abs().to(torch.float32)                 # [N, C_in, *S] spike counts >= 0
-    ones = torch.ones(layer.groups, layer.in_channels // layer.groups, *layer.kernel_size,
-                      dtype=torch.float32, device=x.device)
+    pruned = bool((layer.weight == 0).any())
+    if pruned:                                         # [C_out, C_in/g, *k] nonzero pattern
+        ones = (layer.weight != 0).to(torch.float32)
+    else:                                              # every synapse: one kernel per group
+        ones = torch.ones(layer.groups, layer.in_channels // layer.groups, *layer.kernel_size,
+                          dtype=torch.float32, device=x.device)
     padding: Any = layer.padding
     if layer.padding_mode != "zeros":                  # as nn.Conv*._conv_forward does
         active = F.pad(active, layer._reversed_padding_repeated_twice, mode=layer.padding_mode)
@@ -162,7 +173,7 @@ def conv_synops(layer: nn.Conv1d | nn.Conv2d | nn.Conv3d, x: Tensor) -> int:
         hits = _CONV_FN[nd](active, ones, None, layer.stride, padding, layer.dilation,
                             layer.groups)              # [N, groups, *O], exact small integers
     pairs = int(round(hits.sum(dtype=torch.float64).item()))
-    return pairs * (layer.out_channels // layer.groups)
+    return pairs if pruned else pairs * (layer.out_channels // layer.groups)
 
 
 def _count(x: Tensor) -> Tensor:

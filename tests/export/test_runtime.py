@@ -287,6 +287,19 @@ def test_exported_lif_mlp_matches_snn5(reset):
     assert counts["body.1"]["synops"] > 0 and counts["stem.1"]["macs"] == 5 * 32 * 20
 
 
+def test_pruned_synapses_are_not_events():
+    """After pruning the runtime sends no event along a zero weight: its SynOps equal
+    OpCounter's (which skips zero synapses too) and fall below the dense model's."""
+    from snn5.compress import MagnitudePrune, prune_, remove_pruning_
+    model = _mlp(LIF(4e-3, v_th=0.5), LIF(6e-3, v_th=0.3), seed=0)
+    x = torch.randn(5, 20, generator=torch.Generator().manual_seed(0)) * 2
+    dense = _check_model(model, x)
+    prune_(model, MagnitudePrune(sparsity=0.5), lambda m, name: name in ("body.1", "body.3"))
+    remove_pruning_(model, restore=False)                   # zeros baked into the weight
+    pruned = _check_model(model, x)
+    assert all(pruned[n]["synops"] < dense[n]["synops"] for n in ("body.1", "body.3"))
+
+
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 def test_exported_if_mlp_matches_snn5(reset):
     model = _mlp(IF(v_th=1.0, reset=reset), IF(v_th=0.5, reset=reset), seed=1)

@@ -140,6 +140,37 @@ def test_conv2d_synops_match_brute_force(kw):
     assert ops.layers[""].macs == 0
 
 
+def test_pruned_synapses_trigger_nothing():
+    # Linear: each spike counts the nonzero weights of its column only
+    lin = nn.Linear(6, 5)
+    with torch.no_grad():
+        lin.weight.mul_((torch.rand(5, 6, generator=torch.Generator().manual_seed(1)) < 0.5))
+    x = _spikes(3, 6, p=0.5, seed=2)
+    expected = sum(int((lin.weight[:, j] != 0).sum()) * int(x[:, j].sum()) for j in range(6))
+    with OpCounter(lin, infer_samples=False) as ops:
+        lin(x)
+    assert ops.layers[""].synops == expected < int(x.sum()) * 5
+    assert ops.layers[""].dense_macs == 3 * 5 * 6                 # the dense pass is unchanged
+    # Conv: loop over (active input, reached position, output channel of its group) triples
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)
+    with torch.no_grad():
+        conv.weight.mul_((torch.rand(conv.weight.shape,
+                                     generator=torch.Generator().manual_seed(3)) < 0.4))
+    x = _spikes(2, 4, 7, 6, seed=4)
+    out_hw = [_out_size(n, 3, 2, 1, 1) for n in (7, 6)]
+    expected = 0
+    for n, c, i, j in torch.nonzero(x).tolist():
+        g, local = divmod(c, 2)
+        for oi, oj in itertools.product(range(out_hw[0]), range(out_hw[1])):
+            ki, kj = i - (oi * 2 - 1), j - (oj * 2 - 1)
+            if 0 <= ki < 3 and 0 <= kj < 3:
+                expected += int((conv.weight[3 * g:3 * g + 3, local, ki, kj] != 0).sum())
+    with OpCounter(conv, infer_samples=False) as ops:
+        conv(x)
+    assert ops.layers[""].synops == expected
+    assert expected < brute_conv_synops(conv, x)                 # fewer than the dense layer
+
+
 def test_conv2d_circular_padding_matches_brute_force():
     conv = nn.Conv2d(2, 4, 3, stride=2, padding=1, groups=2, padding_mode="circular")
     x = _spikes(2, 2, 5, 6, seed=3)
