@@ -47,7 +47,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -55,6 +54,7 @@ from torch.nn.utils import parametrize
 
 from snn5.core.conversion import ternarize, ternary_codes, ternary_scale
 from snn5.nn.neurons import NeuronBase
+from snn5.nn.quant import MembraneGrid, fake_quant
 from snn5.nn.ternary import TernaryConv2d, TernaryLinear
 
 __all__ = ["MembraneQuant", "TernaryQuant", "WeightQuant", "dequantize_", "export_quantized",
@@ -133,26 +133,6 @@ QuantConfig = WeightQuant | TernaryQuant | MembraneQuant
 
 # ----------------------------------------------------------------------------- weights
 
-class _STEQuant(torch.autograd.Function):
-    """``step * clamp(round(x / step), q_min, q_max)``; backward passes the gradient unchanged."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, step: Tensor | float, q_min: int, q_max: int) -> Tensor:
-        return torch.clamp(torch.round(x / step), q_min, q_max) * step
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
-        return grad, None, None, None            # straight-through estimator
-
-
-def fake_quant(x: Tensor, step: Tensor | float, q_min: int, q_max: int) -> Tensor:
-    """``x`` on the grid ``step * {q_min..q_max}`` with a straight-through gradient to ``x``
-    (``step`` is a constant: no gradient reaches it)."""
-    if isinstance(step, Tensor):
-        step = step.detach()
-    return _STEQuant.apply(x, step, q_min, q_max)
-
-
 def weight_scale(w: Tensor, cfg: WeightQuant) -> Tensor:
     """The scale ``s`` of ``w`` under ``cfg``: ``[C_out, 1, ...]`` per channel, else ``[]``.
 
@@ -228,29 +208,6 @@ class TernaryFakeQuant(nn.Module):
         return repr(self.cfg)
 
 
-# ----------------------------------------------------------------------------- membranes
-
-class MembraneQuantizer:
-    """``quantizer(state, params) -> state`` for :attr:`snn5.nn.NeuronBase.state_quantizer`:
-    the membrane ``state.v`` on the fixed-point grid of ``cfg``, straight-through."""
-
-    def __init__(self, cfg: MembraneQuant) -> None:
-        self.cfg = cfg
-
-    def delta(self, v_th: float | Tensor) -> float | Tensor:
-        """Grid step ``v_range * v_th / 2^(bits-1)`` (a constant in backward)."""
-        if isinstance(v_th, Tensor):
-            v_th = v_th.detach()
-        return self.cfg.v_range * v_th / 2 ** (self.cfg.bits - 1)
-
-    def __call__(self, state: NamedTuple, params: NamedTuple) -> NamedTuple:
-        half = 2 ** (self.cfg.bits - 1)
-        return state._replace(v=fake_quant(state.v, self.delta(params.v_th), -half, half - 1))
-
-    def __repr__(self) -> str:
-        return f"MembraneQuantizer({self.cfg!r})"
-
-
 # ----------------------------------------------------------------------------- transforms
 
 def _weight_quantizer(module: nn.Module) -> FakeQuant | TernaryFakeQuant | None:
@@ -265,7 +222,7 @@ def _weight_quantizer(module: nn.Module) -> FakeQuant | TernaryFakeQuant | None:
 def is_quantized(module: nn.Module) -> bool:
     """Whether ``module`` itself carries a quantizer (weight or membrane) of :func:`quantize_`."""
     return (_weight_quantizer(module) is not None
-            or isinstance(getattr(module, "state_quantizer", None), MembraneQuantizer))
+            or isinstance(getattr(module, "state_quantizer", None), MembraneGrid))
 
 
 def _default_filter(cfg: QuantConfig) -> FilterFn:
@@ -339,7 +296,7 @@ def quantize_(model: nn.Module, config: QuantConfig, filter_fn: FilterFn | None 
     layers = _selected(model, config, filter_fn or _default_filter(config))
     for _, module in layers:
         if isinstance(config, MembraneQuant):
-            module.state_quantizer = MembraneQuantizer(config)
+            module.state_quantizer = MembraneGrid(config.bits, config.v_range)
         else:
             quantizer = (FakeQuant(config) if isinstance(config, WeightQuant)
                          else TernaryFakeQuant(config))
@@ -365,7 +322,7 @@ def dequantize_(model: nn.Module, *, restore: bool = True) -> nn.Module:
             module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=not restore)
             found = True
-        if isinstance(getattr(module, "state_quantizer", None), MembraneQuantizer):
+        if isinstance(getattr(module, "state_quantizer", None), MembraneGrid):
             module.state_quantizer = None
             found = True
     if not found:

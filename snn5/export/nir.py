@@ -60,10 +60,22 @@ or what NIR alone misses, e.g. ``"subtract reset"``). Weight nodes: ``module``
 (``Linear``/``EventLinear``/``Conv2d``...), ``time_distributed``, ``max_rate``, and for a folded
 BatchNorm the unfolded ``weight``/``bias`` and the BatchNorm's parameters and buffers. Any node:
 ``dropout_before`` (the dropout probabilities of identity layers removed in front of it).
+
+Quantization (``snn5.compress.quantize_``): the NIR weights are the quantized values themselves
+(``codes * scale``), so any NIR simulator runs the quantized network. A weight node of a
+quantized layer adds ``quantization``: ``scheme`` (``WeightQuant``/``TernaryQuant``),
+``config`` (bits, per_channel, ...), ``codes`` (int8, the weight's shape) and ``scale`` (one
+per output channel, or one per layer); with a BatchNorm folded in, ``folded_scale`` (per output
+channel) gives the node's weight as ``codes * folded_scale`` (the exact product, before float32
+rounding). A neuron with a quantized membrane adds ``membrane_grid`` (``bits``, ``v_range``;
+see :class:`snn5.nn.quant.MembraneGrid`) and ``"quantized membrane"`` in ``nir_semantics``;
+:func:`snn5.export.import_nir` puts the grid back on the neuron. The imported weights are plain
+float weights equal to the quantized values (apply ``quantize_`` again to go on training).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,6 +83,7 @@ import nir
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from snn5._version import __version__
 from snn5.models.classifier import SpikingClassifier
@@ -79,6 +92,7 @@ from snn5.nn.event import EventLinear
 from snn5.nn.layers import Sequential, TimeDistributed
 from snn5.nn.neurons import ALIF, IF, LIF, PLIF, NeuronBase
 from snn5.nn.neurons_ext import IntLIF
+from snn5.nn.quant import MembraneGrid
 from snn5.nn.readout import MembraneReadout, SpikeCount
 
 META_KEY = "snn5"
@@ -160,13 +174,46 @@ def _neuron_meta(layer: NeuronBase) -> dict[str, Any]:
         options.update(tau_adapt=layer.tau_adapt, beta_adapt=layer.beta_adapt)
     if kind == "int_lif":
         options.update(max_spike=layer.max_spike, spike_driven=layer.spike_driven)
+    grid = layer.state_quantizer
+    if grid is not None and not isinstance(grid, MembraneGrid):
+        raise NIRExportError(f"cannot export the state_quantizer {grid!r} of a "
+                             f"{type(layer).__name__}: only snn5.nn.quant.MembraneGrid (from "
+                             "snn5.compress.MembraneQuant) has a metadata form; remove it or "
+                             "use quantize_(model, MembraneQuant(bits))")
     missing = [m for m, bad in (("subtract reset", layer.reset.value == "subtract"),
                                 ("no reset", layer.reset.value == "none"),
                                 ("adaptive threshold", kind == "alif"),
-                                ("integer spikes", kind == "int_lif")) if bad]
-    return {"kind": kind, "options": options,
+                                ("integer spikes", kind == "int_lif"),
+                                ("quantized membrane", grid is not None)) if bad]
+    meta = {"kind": kind, "options": options,
             "parameters": _tensors(layer.state_dict()),
             "nir_semantics": ", ".join(missing) if missing else "exact"}
+    if grid is not None:
+        meta["membrane_grid"] = {"bits": grid.bits, "v_range": grid.v_range}
+    return meta
+
+
+def _quant_meta(name: str, layer: nn.Module,
+                bn_scale: Tensor | None) -> dict[str, Any] | None:
+    """The ``quantization`` metadata of a layer quantized by ``snn5.compress.quantize_``
+    (None for a plain weight). ``bn_scale``: the per-channel factor of a folded BatchNorm."""
+    if not parametrize.is_parametrized(layer, "weight"):
+        return None
+    quantizers = list(layer.parametrizations.weight)
+    q = quantizers[0]
+    cfg = getattr(q, "cfg", None)
+    if len(quantizers) != 1 or not hasattr(q, "codes") or not dataclasses.is_dataclass(cfg):
+        raise _unsupported(name, layer, "its weight carries a parametrization that is not an "
+                           "snn5 quantizer; remove it (torch.nn.utils.parametrize."
+                           "remove_parametrizations) or bake it into the weight")
+    codes, scale = q.codes(layer.parametrizations.weight.original)
+    meta: dict[str, Any] = {"scheme": type(cfg).__name__, "config": dataclasses.asdict(cfg),
+                            "codes": _array(codes, dtype=np.int8),
+                            "scale": _array(scale.reshape(-1), dtype=np.float32)}  # [C] or [1]
+    if bn_scale is not None:
+        per_channel = scale.detach().double().reshape(-1) * bn_scale    # [C_out] (broadcast)
+        meta["folded_scale"] = _array(per_channel.expand(codes.shape[0]), dtype=np.float64)
+    return meta
 
 
 def _neuron_node(layer: NeuronBase, shape: tuple[int, ...]) -> nir.NIRNode:
@@ -180,14 +227,20 @@ def _neuron_node(layer: NeuronBase, shape: tuple[int, ...]) -> nir.NIRNode:
     return nir.LIF(tau=tau, r=ones, v_leak=zeros, v_threshold=v_th, v_reset=zeros, metadata=meta)
 
 
+def _bn_scale(bn: nn.modules.batchnorm._BatchNorm) -> Tensor:
+    """``gamma / sqrt(var + eps)`` per channel, float64."""
+    var = bn.running_var.double()
+    gamma = bn.weight.detach().double() if bn.affine else torch.ones_like(var)
+    return gamma / torch.sqrt(var + bn.eps)
+
+
 def _fold(w: Tensor, b: Tensor | None, bn: nn.modules.batchnorm._BatchNorm
           ) -> tuple[np.ndarray, np.ndarray]:
     """Eval-mode BatchNorm folded into the preceding weights: ``s = gamma / sqrt(var + eps)``,
     ``W' = s W`` (per output channel), ``b' = s (b - mean) + beta``; float64, then float32."""
-    mean, var = bn.running_mean.double(), bn.running_var.double()
-    gamma = bn.weight.detach().double() if bn.affine else torch.ones_like(mean)
+    mean = bn.running_mean.double()
     beta = bn.bias.detach().double() if bn.affine else torch.zeros_like(mean)
-    s = gamma / torch.sqrt(var + bn.eps)                               # [C_out]
+    s = _bn_scale(bn)                                                  # [C_out]
     b64 = b.detach().double() if b is not None else torch.zeros_like(mean)
     w_folded = w.detach().double() * s.reshape(-1, *([1] * (w.ndim - 1)))   # [C_out, ...]
     return (_array(w_folded, dtype=np.float32),
@@ -226,6 +279,9 @@ def _weight_node(name: str, layer: nn.Module, bn: nn.Module | None,
         weight = _array(w, dtype=np.float32)
         bias = _array(b, dtype=np.float32) if b is not None else None
     meta["has_bias"] = b is not None
+    quant = _quant_meta(name, layer, None if bn is None else _bn_scale(bn))
+    if quant is not None:
+        meta["quantization"] = quant
     metadata = {META_KEY: meta}
     if isinstance(layer, nn.Linear):
         if bias is None:

@@ -20,6 +20,7 @@ from snn5.models.spec import parse_surrogate
 from snn5.nn.event import EventLinear
 from snn5.nn.layers import Sequential, TimeDistributed
 from snn5.nn.neurons import IF, LI, LIF, NEURONS
+from snn5.nn.quant import MembraneGrid
 from snn5.nn.readout import MembraneReadout, SpikeCount
 
 IMPORTABLE = ("Input", "Output", "Affine", "Linear", "Conv1d", "Conv2d", "AvgPool2d", "SumPool2d",
@@ -125,6 +126,9 @@ def _snn5_neuron(meta: dict[str, Any]) -> nn.Module:
         options["shape"] = tuple(int(i) for i in np.atleast_1d(options["shape"]))
     neuron = NEURONS.get(meta["kind"])(**options)
     neuron.load_state_dict({k: torch.as_tensor(v) for k, v in meta.get("parameters", {}).items()})
+    if "membrane_grid" in meta:                      # quantized membrane (stateful QAT)
+        grid = meta["membrane_grid"]
+        neuron.state_quantizer = MembraneGrid(int(grid["bits"]), float(grid["v_range"]))
     return neuron
 
 

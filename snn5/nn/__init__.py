@@ -31,6 +31,7 @@ from snn5.nn.attention import (
 )
 from snn5.nn.residual import Connect, SEWBlock
 from snn5.nn.ssm import AttentionSpikingSSMLayer, DiagonalSSM, SpikingSSMLayer
+from snn5.nn.quant import MembraneGrid, fake_quant
 
 
 __all__ = [
@@ -47,5 +48,5 @@ __all__ = [
     "AttentionBridge", "AttentionSpikingSSMLayer", "Connect", "DiagonalSSM",
     "DualTemporalChannelAttention", "SEWBlock", "SelfAttention", "SpikeDrivenSelfAttention",
     "SpikingSSMLayer", "SpikingSelfAttention", "TemporalAttention", "TemporalAttentionKind",
-    "FirstSpike", "first_spike_time",
+    "FirstSpike", "first_spike_time", "MembraneGrid", "fake_quant",
 ]

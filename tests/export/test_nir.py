@@ -96,6 +96,46 @@ def test_round_trip_gives_identical_spikes_and_logits(name, tmp_path):
     assert back.state_dict().keys() == model.state_dict().keys()
 
 
+@pytest.mark.parametrize("weights", ["int4", "ternary"])
+def test_quantized_model_round_trips_with_its_codes_and_membrane_grid(weights, tmp_path):
+    from snn5.compress import MembraneQuant, TernaryQuant, WeightQuant, quantize_
+    from snn5.nn.quant import MembraneGrid
+    torch.manual_seed(0)
+    model = build_model(CASES["conv_avgpool_bn_zero_reset"], SHAPE, 10)
+    _perturb_batch_norm(model)
+    quantize_(model, WeightQuant(bits=4) if weights == "int4" else TernaryQuant())
+    quantize_(model, MembraneQuant(bits=4))
+    graph = export_nir(model.eval())
+    conv = graph.nodes["stem.0"]                                   # conv + folded BatchNorm
+    q = conv.metadata[META_KEY]["quantization"]
+    assert q["scheme"] == ("WeightQuant" if weights == "int4" else "TernaryQuant")
+    assert q["codes"].dtype == np.int8 and np.abs(q["codes"]).max() <= (7 if weights == "int4"
+                                                                        else 1)
+    shape = (-1,) + (1,) * (q["codes"].ndim - 1)
+    np.testing.assert_allclose(q["codes"] * q["folded_scale"].reshape(shape), conv.weight,
+                               rtol=1e-6, atol=1e-7)               # node weight = codes x scale
+    lif = [n for n in graph.nodes.values() if isinstance(n, nir.LIF)][0]
+    assert lif.metadata[META_KEY]["membrane_grid"] == {"bits": 4, "v_range": 1.0}
+    assert "quantized membrane" in lif.metadata[META_KEY]["nir_semantics"]
+    path = tmp_path / "q.nir"
+    nir.write(path, graph)
+    back = import_nir(path)
+    grids = [m.state_quantizer for m in back.modules() if hasattr(m, "state_quantizer")
+             and m.state_quantizer is not None]
+    assert grids and all(g == MembraneGrid(4, 1.0) for g in grids)
+    x = torch.rand(6, *SHAPE)
+    logits, _, spikes = _run(model, x)
+    logits2, _, spikes2 = _run(back, x)
+    for layer, z in spikes.items():
+        assert z.sum() > 0, layer
+        assert torch.equal(spikes2[layer], z), layer
+    assert torch.equal(logits2, logits)
+    for m in back.modules():                                       # the grid matters: without
+        if getattr(m, "state_quantizer", None) is not None:         # it the spikes change
+            m.state_quantizer = None
+    assert not torch.equal(_run(back, x)[0], logits)
+
+
 def test_round_trip_catches_a_changed_weight(tmp_path):
     """The comparison above can fail: a perturbed import gives other spikes."""
     torch.manual_seed(0)
