@@ -119,6 +119,22 @@ def layer_energy_table(m: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _rate_table(cfg: RunConfig, rates: dict[str, float]) -> list[str]:
+    """Firing rate per spiking layer; with the firing-rate sparsity regulariser of training
+    (``train.rate_penalty``, weight > 0) its target beside each rate and the layers above it."""
+    penalty = getattr(getattr(cfg, "train", None), "rate_penalty", None)
+    if penalty is None or penalty.weight == 0:
+        return (["| spiking layer | firing rate |", "|---|---|"]
+                + [f"| {k} | {v:.4f} |" for k, v in rates.items()])
+    above = [k for k, v in rates.items() if v > penalty.target]
+    return ([f"Sparsity regulariser (`train.rate_penalty`): weight {penalty.weight:g} x "
+             f"sum over layers of max(0, rate - {penalty.target:g}); on the test set "
+             f"{len(above)} of {len(rates)} spiking layers fire above the target.", "",
+             "| spiking layer | firing rate | target | above target by |", "|---|---|---|---|"]
+            + [f"| {k} | {v:.4f} | {penalty.target:.4f} | {max(0.0, v - penalty.target):.4f} |"
+               for k, v in rates.items()])
+
+
 def write_run_report(path: Path, cfg: RunConfig, m: dict[str, Any],
                      figures: dict[str, Path]) -> Path:
     """report.md of one run."""
@@ -163,8 +179,7 @@ def write_run_report(path: Path, cfg: RunConfig, m: dict[str, Any],
                   "updates, memory traffic and routing are not counted, so the estimate favours "
                   "the SNN."]
     if m["firing_rate"]["per_layer"]:
-        lines += ["", "| spiking layer | firing rate |", "|---|---|"]
-        lines += [f"| {k} | {v:.4f} |" for k, v in m["firing_rate"]["per_layer"].items()]
+        lines += ["", *_rate_table(cfg, m["firing_rate"]["per_layer"])]
     if figures:
         lines += [""] + [f"![{name}]({p.as_posix()})" for name, p in figures.items()]
     lines += ["", "Resolved config: `config.yaml`; all numbers: `metrics.json`.", ""]

@@ -161,8 +161,7 @@ def measure_run(cfg: RunConfig, model: nn.Module, ann: nn.Module, data: SplitDat
         "test_accuracy": m.pop("accuracy"), "test_loss": m.pop("loss"),
         "parameters": sum(p.numel() for p in model.parameters()),
         **m,
-        "energy_model": {"name": energy.name, "e_ac_j": energy.e_ac_j, "e_mac_j": energy.e_mac_j,
-                         "reference": energy.reference},
+        "energy_model": energy.to_dict(),           # every cost of the profile, and its source
     }
 
 

@@ -89,6 +89,24 @@ def test_run_report_holds_both_tables(measured, tmp_path):
     assert re.search(r"\| energy per sample \(`45nm`\) \| [0-9.e-]+ J \|", text)
 
 
+def test_report_shows_the_sparsity_regulariser_beside_the_firing_rates(measured, tmp_path):
+    rates = measured["firing_rate"]["per_layer"]
+    assert rates
+    target = sorted(rates.values())[0] / 2 if min(rates.values()) > 0 else 0.0
+    plain = config_from_dict({"data": {"name": "digits"}, "model": MODEL})
+    text = write_run_report(tmp_path / "a.md", plain, _full_metrics(measured), {}).read_text()
+    assert "Sparsity regulariser" not in text and "| spiking layer | firing rate |" in text
+    cfg = config_from_dict({"data": {"name": "digits"}, "model": MODEL,
+                            "train": {"rate_penalty": {"weight": 0.5, "target": target}}})
+    text = write_run_report(tmp_path / "b.md", cfg, _full_metrics(measured), {}).read_text()
+    above = sum(v > target for v in rates.values())
+    assert f"weight 0.5 x sum over layers of max(0, rate - {target:g})" in text
+    assert f"{above} of {len(rates)} spiking layers fire above the target" in text
+    for layer, rate in rates.items():
+        assert (f"| {layer} | {rate:.4f} | {target:.4f} | {max(0.0, rate - target):.4f} |"
+                in text)
+
+
 def test_report_of_older_metrics_without_per_layer_counts(measured, tmp_path):
     old = {k: v for k, v in _full_metrics(measured).items()
            if k not in ("counts_per_layer", "neurons_per_layer", "energy_by_model")}
