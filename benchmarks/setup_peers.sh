@@ -16,6 +16,8 @@ TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 PEERS=(spikingjelly==2.0.0 snntorch==1.0.0 norse==1.1.0)
 # what the peers import at run time (spikingjelly: loguru, scipy, h5py, tqdm; norse: nir, nirtorch)
 PEER_DEPS=(numpy scipy h5py tqdm loguru nir nirtorch)
+# pytest: tests/export/test_crosscheck.py runs here (the peers are not in the main venv)
+TEST_DEPS=("pytest>=8")
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
@@ -25,7 +27,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install --quiet --no-deps "${PEERS[@]}"
 echo "(pip may report the peers' unmet torchvision/torchaudio/tensorboard/SciencePlots"
 echo " requirements below: expected, nothing the benchmarks import needs them)"
-"${PIP[@]}" install --quiet "${PEER_DEPS[@]}" "$TORCH_SPEC"   # the pin keeps torch in place
+"${PIP[@]}" install --quiet "${PEER_DEPS[@]}" "${TEST_DEPS[@]}" "$TORCH_SPEC"   # pin: torch stays
 
 # Compile snn5's fused CPU kernels now (cached in ~/.cache/snn5/kernels, or
 # $SNN5_KERNEL_CACHE) so that no measurement waits for the C++ build.

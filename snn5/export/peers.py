@@ -115,7 +115,22 @@ def to_peer_graph(graph: nir.NIRGraph, peer: Peer | str, dt: float) -> nir.NIRGr
 
 
 def _scale_next_weights(g: nir.NIRGraph, start: str, scale: float) -> None:
-    """Multiply the weights of the first weight node after ``start`` (through flatten nodes)."""
+    """Multiply the weights of the first weight node after ``start`` (through flatten nodes);
+    when a neuron comes first (a pool on currents, before the neuron), the weights and bias of
+    the weight node right before ``start`` instead: ``avg(W x + b) = sum((W / k) x + b / k)``
+    (exact in float for a power-of-two window such as 2x2)."""
+    prev = [s for s, d in g.edges if d == start]
+    if len(prev) == 1 and isinstance(g.nodes[prev[0]], (nir.Affine, nir.Conv1d, nir.Conv2d,
+                                                         nir.Linear)):
+        before = g.nodes[prev[0]]
+        nxt = [d for s, d in g.edges if s == start]
+        if len(nxt) == 1 and isinstance(g.nodes[nxt[0]], (nir.LIF, nir.IF, nir.LI)):
+            before.weight = (np.asarray(before.weight) * scale).astype(
+                np.asarray(before.weight).dtype)
+            if getattr(before, "bias", None) is not None:
+                before.bias = (np.asarray(before.bias) * scale).astype(
+                    np.asarray(before.bias).dtype)
+            return
     name = start
     while True:
         nxt = [d for s, d in g.edges if s == name]

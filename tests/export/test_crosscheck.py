@@ -17,6 +17,14 @@ import pytest
 
 from snn5.export.peers import SNNTORCH_DT, Peer, from_peer_graph, to_peer_graph
 
+# the peers' NIR importers/exporters still call nirtorch's deprecated entry points, and Norse's
+# exporter hands numpy an object without the numpy 2 __array__(copy=...) signature
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:nirtorch\\.\\w+ is being deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"
+                               ":DeprecationWarning"),
+]
+
 DT = 1e-3
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "nir_crosscheck.py"
 
@@ -43,6 +51,26 @@ def test_peer_euler_step_decays_like_the_exact_step(peer):
     assert th < np.float32(0.5) and np.nextafter(th, np.float32(1)) == np.float32(0.5)
     back = from_peer_graph(to_peer_graph(_graph(), Peer.SNNTORCH, DT), Peer.SNNTORCH, DT, (2,))
     np.testing.assert_allclose(back.nodes["lif"].tau, 5e-3, rtol=1e-9)
+
+
+def test_norse_average_pool_before_a_neuron_folds_into_the_conv_before_it():
+    """A pool on currents (conv -> avg pool -> LIF): Norse has no AvgPool2d, so it becomes a
+    sum pool with 1/4 folded into the conv's weights and bias (exact: a power of two)."""
+    w, b = np.random.default_rng(0).standard_normal((2, 1, 3, 3)).astype(np.float32), \
+        np.array([0.3, -0.1], np.float32)
+    g = nir.NIRGraph.from_list(
+        nir.Conv2d(input_shape=(4, 4), weight=w, stride=1, padding=1, dilation=1, groups=1,
+                   bias=b),
+        nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                      padding=np.array([0, 0])),
+        nir.LIF(tau=np.full((2, 2, 2), 5e-3), r=np.ones((2, 2, 2)), v_leak=np.zeros((2, 2, 2)),
+                v_threshold=np.full((2, 2, 2), 0.5)))
+    out = to_peer_graph(g, Peer.NORSE, DT)
+    assert isinstance(out.nodes["avgpool2d"], nir.SumPool2d)       # same name, sum pool
+    assert np.array_equal(out.nodes["conv2d"].weight, w / 4)
+    assert np.array_equal(out.nodes["conv2d"].bias, b / 4)
+    assert np.array_equal(g.nodes["conv2d"].weight, w)            # the input graph unchanged
+    assert isinstance(to_peer_graph(g, Peer.SNNTORCH, DT).nodes["avgpool2d"], nir.AvgPool2d)
 
 
 def _script():
