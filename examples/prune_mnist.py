@@ -4,9 +4,9 @@ Loads a finished `snn5 train` run (its config and best checkpoint), prunes its L
 layers to each overall sparsity with each pruner and each per-layer allocation (uniform, or
 ERK: large layers pruned harder, small ones kept dense), calibrating the data-aware pruners on
 the first ``--calibration`` training samples, and reports test accuracy beside the dense
-model's, the sparsity reached per layer, and the firing rate and SynOps per sample measured on
-the first ``--measure`` test samples (pruned synapses still count as SynOps there: the counter
-counts active inputs times fan-out).
+model's, the sparsity reached per layer, and the firing rate, SynOps and energy per sample on
+every energy profile, measured on the first ``--measure`` test samples (a pruned synapse sends
+no SynOp; dense MACs, the GPU profile's count, keep every weight).
 
     python examples/prune_mnist.py runs/mnist_conv --data-dir ../shared/data --sparsity 0.8 \\
         --pruners magnitude activity hessian --allocation uniform erk --out prune.json
@@ -46,7 +46,9 @@ def per_layer_sparsity(model: nn.Module) -> dict[str, float]:
 
 def activity(model: nn.Module, loader: BatchLoader) -> dict[str, object]:
     m = measure(model, loader)
-    return {"firing_rate_mean": m.firing_rate_mean, "synops_per_sample": m.synops_per_sample}
+    return {"firing_rate_mean": m.firing_rate_mean, "synops_per_sample": m.synops_per_sample,
+            "energy_j_per_sample": {name: e["energy_j_per_sample"]
+                                    for name, e in m.energy_by_model.items()}}
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
