@@ -34,12 +34,10 @@ import nir
 import torch
 from torch import Tensor, nn
 
-from snn5.config import load_config
-from snn5.data import load_dataset
 from snn5.export import EventRuntime, export_nir
 from snn5.export.peers import Peer, to_peer_graph
 from snn5.metrics import ENERGY_MODELS, energy_breakdown
-from snn5.runs.run import build_run_models, load_weights
+from snn5.runs.run import load_run
 
 
 def load_peer(peer: Peer, graph: nir.NIRGraph, dt: float) -> nn.Module | None:
@@ -88,14 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_config(Path(args.run) / "config.yaml")
-    if args.data_dir is not None:
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
-            update={"data_dir": args.data_dir})})
-    data = load_dataset(cfg.data)
-    model, _ = build_run_models(cfg, data)
-    load_weights(model, Path(args.run) / "checkpoints" / "best.safetensors")
-    model.eval()
+    cfg, data, model, _ = load_run(args.run, data_dir=args.data_dir)
     graph = export_nir(model)
     meta = graph.metadata["snn5"]
     dt, steps = float(meta["dt"]), int(meta["timesteps"])

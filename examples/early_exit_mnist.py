@@ -22,13 +22,12 @@ from pathlib import Path
 
 import torch
 
-from snn5.config import load_config
-from snn5.data import ArrayDataset, BatchLoader, load_dataset
+from snn5.data import ArrayDataset, BatchLoader
 from snn5.metrics import (
     ExitRule, calibrate_exit, evaluate_early_exit, logit_trace, simulate_exit,
 )
 from snn5.nn.readout import FirstSpike
-from snn5.runs.run import build_run_models, load_weights
+from snn5.runs.run import load_run
 
 
 def first(ds: ArrayDataset, n: int | None) -> ArrayDataset:
@@ -58,14 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_config(f"{args.run}/config.yaml")
-    if args.data_dir is not None:
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
-            update={"data_dir": args.data_dir})})
-    data = load_dataset(cfg.data)
-    model, _ = build_run_models(cfg, data)
-    load_weights(model, Path(args.run) / "checkpoints" / "best.safetensors")
-    model.eval()
+    cfg, data, model, _ = load_run(args.run, data_dir=args.data_dir)
     val = BatchLoader(first(data.val, args.val_samples), args.batch_size, shuffle=False)
     test = BatchLoader(first(data.test, args.samples), args.batch_size, shuffle=False)
 

@@ -26,10 +26,9 @@ from torch import nn
 from snn5.compress.prune import (
     ActivityPrune, HessianPrune, MagnitudePrune, PRUNABLE, prune_, sparsity,
 )
-from snn5.config import load_config
-from snn5.data import BatchLoader, load_dataset
+from snn5.data import BatchLoader
 from snn5.metrics import measure, predict
-from snn5.runs.run import build_run_models, load_weights
+from snn5.runs.run import load_run
 
 PRUNERS = {"magnitude": MagnitudePrune, "activity": ActivityPrune, "hessian": HessianPrune}
 
@@ -69,14 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_config(f"{args.run}/config.yaml")
-    if args.data_dir is not None:
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
-            update={"data_dir": args.data_dir})})
-    data = load_dataset(cfg.data)
-    model, _ = build_run_models(cfg, data)
-    load_weights(model, Path(args.run) / "checkpoints" / "best.safetensors")
-    model.eval()
+    cfg, data, model, _ = load_run(args.run, data_dir=args.data_dir)
     n = len(data.test) if args.samples is None else args.samples
     test_set = type(data.test)
     test = BatchLoader(test_set(data.test.x[:n], data.test.y[:n]), 500, shuffle=False)

@@ -33,11 +33,10 @@ from snn5.compress import (
     MembraneQuant, TernaryQuant, WeightQuant, export_quantized, quantize_,
 )
 from snn5.compress.quantize import QUANTIZABLE
-from snn5.config import load_config
-from snn5.data import ArrayDataset, BatchLoader, load_dataset
+from snn5.data import ArrayDataset, BatchLoader
 from snn5.metrics import predict
 from snn5.nn.schedule import SurrogateSchedule, anneal_surrogates
-from snn5.runs.run import build_run_models, load_weights
+from snn5.runs.run import load_run, load_weights
 from snn5.train.surrogate import BEST, Trainer
 
 
@@ -88,13 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    cfg = load_config(Path(args.run) / "config.yaml")
-    if args.data_dir is not None:
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
-            update={"data_dir": args.data_dir})})
-    data = load_dataset(cfg.data)
-    model, _ = build_run_models(cfg, data)
-    load_weights(model, Path(args.run) / "checkpoints" / BEST)
+    cfg, data, model, _ = load_run(args.run, data_dir=args.data_dir)
     tc = cfg.train
     if tc.surrogate_schedule is not None:          # the surrogate the run ended with
         s = tc.surrogate_schedule

@@ -124,28 +124,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import nir
 
-    from snn5.config import load_config
-    from snn5.data import load_dataset
     from snn5.export import export_nir
-    from snn5.runs.run import CONFIG, build_run_models, load_weights
-    from snn5.train.surrogate import BEST
+    from snn5.runs.run import load_run
 
-    run = Path(args.run_dir)
-    if not (run / CONFIG).is_file():
-        raise FileNotFoundError(f"{run} is not a run folder (no {CONFIG}); pass the --out "
-                                "folder of `snn5 train`.")
-    overrides = [] if args.data_dir is None else [f"data.data_dir={args.data_dir}"]
-    cfg = load_config(run / CONFIG, overrides)
-    model, _ = build_run_models(cfg, load_dataset(cfg.data))   # the data give the shapes
-    load_weights(model, run / "checkpoints" / BEST)
-    graph = export_nir(model.eval())
+    run = load_run(args.run_dir, data_dir=args.data_dir)
+    graph = export_nir(run.model)
     nir.write(args.out, graph)
     meta = graph.metadata["snn5"]
-    print(f"wrote {args.out}: {len(graph.nodes)} NIR nodes ({cfg.model.name}, "
+    print(f"wrote {args.out}: {len(graph.nodes)} NIR nodes ({run.cfg.model.name}, "
           f"T={meta['timesteps']}, dt={meta['dt']:g} s, readout {meta['readout']})")
     return 0
 

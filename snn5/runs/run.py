@@ -15,7 +15,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -188,9 +188,25 @@ def write_outputs(out: Path, cfg: RunConfig, model: nn.Module, data: SplitData,
     write_run_report(out / "report.md", cfg, metrics, {k: v.relative_to(out) for k, v in made.items()})
 
 
-def evaluate_run(run_dir: str | os.PathLike, *, data_dir: str | None = None,
-                 device: str = "auto") -> dict[str, Any]:
-    """Re-measure a finished run's selected weights on its test set; writes evaluation.json."""
+class LoadedRun(NamedTuple):
+    """A finished run: its resolved config, its data, the model with the selected (best)
+    weights in eval mode, and the same-size ANN twin (untrained, for MAC counts)."""
+
+    cfg: RunConfig
+    data: SplitData
+    model: SpikingClassifier
+    ann: SpikingClassifier
+
+
+def load_run(run_dir: str | os.PathLike, *, data_dir: str | None = None,
+             device: str | torch.device = "cpu") -> LoadedRun:
+    """Load a finished run folder of ``snn5 train`` (config.yaml + checkpoints/best).
+
+    Args:
+        run_dir: the ``--out`` folder of ``snn5 train``.
+        data_dir: where the run's dataset lives, if not where the run found it.
+        device: where the model goes (``"auto"``: the best available).
+    """
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG}); pass the --out "
@@ -198,11 +214,20 @@ def evaluate_run(run_dir: str | os.PathLike, *, data_dir: str | None = None,
     cfg = load_config(run_dir / CONFIG)
     if data_dir is not None:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_dir": data_dir})})
-    data = load_dataset(cfg.data)
+    data = load_dataset(cfg.data)                          # also gives the shapes
     model, ann = build_run_models(cfg, data)
     dev = resolve_device(device)
     model.to(dev)
     load_weights(model, run_dir / "checkpoints" / BEST)
+    return LoadedRun(cfg, data, model.eval(), ann)
+
+
+def evaluate_run(run_dir: str | os.PathLike, *, data_dir: str | None = None,
+                 device: str = "auto") -> dict[str, Any]:
+    """Re-measure a finished run's selected weights on its test set; writes evaluation.json."""
+    run_dir = Path(run_dir)
+    cfg, data, model, ann = load_run(run_dir, data_dir=data_dir, device=device)
+    dev = next(model.parameters()).device
     result = {"run": str(run_dir), "paradigm": cfg.paradigm, "model": cfg.model.name,
               **measure_run(cfg, model, ann, data, dev), **provenance(dev)}
     write_json(run_dir / "evaluation.json", result)
