@@ -8,11 +8,14 @@
    forward-Euler step, :func:`snn5.export.peers.to_peer_graph`), when they are installed (the
    peers' venv: ``bash benchmarks/setup_peers.sh``).
 
-Compared per sample: the predicted class, and for the event runtime the readout trace. The
+Compared: the predicted class per sample, the spikes of every spiking layer per batch (identical
+tensors or not), and for the event runtime the readout trace. Each peer executor is loaded anew
+for every batch: snnTorch's imported layers keep their membrane between calls. The
 exported graph holds BatchNorm folded into the weights, which rounds differently in float32
 from conv then BatchNorm: a membrane sitting within a rounding error of the threshold can fire
 in one executor and not the other, so spikes are compared as the fraction of identical spike
-tensors and the agreement of the predictions, not assumed equal. The peers reproduce zero
+tensors (against snn5, and the peers against the event runtime, which runs the folded graph as
+they do) and the agreement of the predictions, not assumed equal. The peers reproduce zero
 reset only (see docs/event_runtime.md): use a run trained with ``reset: zero``
 (configs/mnist_conv_nir.yaml).
 
@@ -53,26 +56,36 @@ def load_peer(peer: Peer, graph: nir.NIRGraph, dt: float) -> nn.Module | None:
         return import_from_nir(graph)
 
 
-def peer_readout(peer: Peer, net: nn.Module, x: Tensor, steps: int, tau: float,
-                 dt: float) -> Tensor:
-    """The readout membrane ``[T, B, C]`` of a peer executor stepped on the static input."""
-    module = dict(net.named_modules())["readout"]
+def peer_run(peer: Peer, net: nn.Module, x: Tensor, steps: int, tau: float, dt: float,
+             names: list[str]) -> tuple[Tensor, dict[str, Tensor]]:
+    """Step a peer executor on the static input: its readout membrane ``[T, B, C]`` and the
+    spikes ``[T, B, *F]`` of the neuron nodes ``names``."""
+    modules = dict(net.named_modules())
     trace: list[Tensor] = []
+    spikes: dict[str, list[Tensor]] = {n: [] for n in names}
 
-    def hook(m: nn.Module, args: Any, out: Any) -> None:
+    def readout_hook(m: nn.Module, args: Any, out: Any) -> None:
         state = m.mem if isinstance(out, Tensor) else out[1]
         trace.append((state if isinstance(state, Tensor) else state.v).detach().clone())
 
-    handle = module.register_forward_hook(hook)
+    def spike_hook(m: nn.Module, args: Any, out: Any, key: str) -> None:
+        spikes[key].append((out if isinstance(out, Tensor) else out[0]).detach().clone())
+
+    handles = [modules["readout"].register_forward_hook(readout_hook)]
+    for n in names:
+        module = modules.get(n) or modules.get(n.replace(".", "_"))
+        handles.append(module.register_forward_hook(
+            lambda m, a, out, key=n: spike_hook(m, a, out, key)))
     state = None
     with torch.no_grad():
         for _ in range(steps):
             _, state = net(x, state)
-    handle.remove()
+    for h in handles:
+        h.remove()
     v = torch.stack(trace)
     if peer is Peer.SNNTORCH:                             # its membrane is v / (1 - beta)
         v = v * (1.0 - torch.exp(torch.tensor(-dt / tau)))
-    return v
+    return v, {n: torch.stack(z) for n, z in spikes.items()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -92,11 +105,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dt, steps = float(meta["dt"]), int(meta["timesteps"])
     tau = float(graph.nodes["readout"].tau.flat[0])
     runtime = EventRuntime(graph)
-    peers = {p: load_peer(p, to_peer_graph(graph, p, dt), dt) for p in (Peer.NORSE, Peer.SNNTORCH)}
+    peer_graphs = {p: to_peer_graph(graph, p, dt) for p in (Peer.NORSE, Peer.SNNTORCH)}
+    peers = {p: load_peer(p, g, dt) for p, g in peer_graphs.items()}
     x_all, y_all = data.test.x[:args.samples], data.test.y[:args.samples]
     preds: dict[str, list[Tensor]] = {"snn5": [], "event_runtime": []}
     preds.update({p.value: [] for p, net in peers.items() if net is not None})
-    same_spikes = spike_tensors = 0
+    same = {k: 0 for k in preds if k != "snn5"}
+    same_graph = {k: 0 for k in preds if k not in ("snn5", "event_runtime")}
+    spike_tensors = 0
     max_trace_diff = 0.0
     counts: dict[str, dict[str, float]] = {}
     seconds = {k: 0.0 for k in preds}
@@ -118,16 +134,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for k, v in c.items():
                 acc[k] += v
         ours = _spikes(model, x)
-        for name, z in ours.items():
-            spike_tensors += 1
-            same_spikes += int(torch.equal(res.spikes[name], z))
+        spike_tensors += len(ours)
+        same["event_runtime"] += sum(torch.equal(res.spikes[n], z) for n, z in ours.items())
         for peer, net in peers.items():
             if net is None:
                 continue
-            t0 = time.perf_counter()
-            v = peer_readout(peer, net, x, steps, tau, dt)
+            net = load_peer(peer, peer_graphs[peer], dt)   # fresh: imported layers may keep
+            t0 = time.perf_counter()                          # their membrane between calls
+            v, z_peer = peer_run(peer, net, x, steps, tau, dt, list(ours))
             seconds[peer.value] += time.perf_counter() - t0
             preds[peer.value].append(v.mean(0).argmax(-1))
+            same[peer.value] += sum(torch.equal(z_peer[n].reshape(z.shape), z)
+                                    for n, z in ours.items())
+            same_graph[peer.value] += sum(torch.equal(z_peer[n].reshape(z.shape),
+                                                      res.spikes[n]) for n, z in ours.items())
     n = len(x_all)
     per_sample = {node: {k: v / n for k, v in c.items()} for node, c in counts.items()}
     cat = {k: torch.cat(v) for k, v in preds.items()}
@@ -136,8 +156,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "accuracy": {k: float((p == y_all).float().mean()) for k, p in cat.items()},
         "agreement_with_snn5": {k: float((p == cat["snn5"]).float().mean())
                                 for k, p in cat.items() if k != "snn5"},
-        "event_runtime": {"identical_spike_tensors": f"{same_spikes}/{spike_tensors}",
-                          "max_abs_readout_diff": max_trace_diff,
+        "identical_spike_tensors": {k: f"{v}/{spike_tensors}" for k, v in same.items()},
+        "identical_spike_tensors_with_event_runtime": {k: f"{v}/{spike_tensors}"
+                                                       for k, v in same_graph.items()},
+        "event_runtime": {"max_abs_readout_diff": max_trace_diff,
                           "synaptic_events_per_sample": sum(c["synops"]
                                                             for c in per_sample.values())},
         "energy_j_per_sample": {name: energy_breakdown(per_sample, name).total_j
