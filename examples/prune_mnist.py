@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                     default=["magnitude", "activity", "hessian"])
     ap.add_argument("--allocation", nargs="+", choices=["uniform", "erk"],
                     default=["uniform", "erk"])
+    ap.add_argument("--only", nargs="+", default=None, metavar="LAYER",
+                    help="prune only these layers (module names, e.g. stem.0.module)")
     ap.add_argument("--calibration", type=int, default=512, help="training samples")
     ap.add_argument("--samples", type=int, default=None, help="first N test samples (all)")
     ap.add_argument("--measure", type=int, default=1000,
@@ -75,9 +77,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     probe = BatchLoader(test_set(data.test.x[:args.measure], data.test.y[:args.measure]), 500,
                         shuffle=False)
     calib = [data.train.x[i:i + 128] for i in range(0, args.calibration, 128)]
+    layers = None if args.only is None else (lambda m, name: name in args.only)
     torch.manual_seed(cfg.seed)
     result: dict[str, object] = {
         "run": args.run, "test_samples": n, "calibration_samples": args.calibration,
+        "layers": args.only or "all Linear/Conv",
         "dense": {"accuracy": accuracy(model, test), **activity(model, probe)}}
     print(f"dense: {result['dense']}", flush=True)
     for s in args.sparsity:
@@ -85,7 +89,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             for name in args.pruners:
                 pruned = copy.deepcopy(model)
                 start = time.perf_counter()
-                prune_(pruned, PRUNERS[name](sparsity=s, allocation=alloc), calibration=calib)
+                prune_(pruned, PRUNERS[name](sparsity=s, allocation=alloc), layers,
+                       calibration=calib)
                 row = {"pruner": name, "allocation": alloc, "target_sparsity": s,
                        "prune_seconds": round(time.perf_counter() - start, 2),
                        "accuracy": accuracy(pruned, test), "sparsity": sparsity(pruned),
