@@ -51,7 +51,8 @@ Metadata extension
 What NIR cannot express is written into the ``metadata`` dicts under the key ``"snn5"``
 (:data:`META_KEY`), never dropped; :func:`snn5.export.import_nir` reads it back to rebuild the
 same model. Graph: ``format``, ``snn5_version``, ``dt``, ``timesteps``, ``encoding``,
-``encoder_options``, ``input_shape``, ``readout`` (``spike_count``, ``mean_membrane`` or
+``encoder_options``, ``input_shape``, ``readout`` (``spike_count``, ``first_spike`` (score =
+minus the step of the output neuron's first spike), ``mean_membrane`` or
 ``max_membrane``: the reduction over time), ``spike_condition`` (``"v >= v_threshold"``).
 Neuron nodes: ``kind`` (the ``snn5.nn.NEURONS`` name), ``options`` (constructor arguments: dt,
 v_th, reset, surrogate, detach_reset, tau_adapt, max_spike, ...), ``parameters`` (learned
@@ -93,7 +94,7 @@ from snn5.nn.layers import Sequential, TimeDistributed
 from snn5.nn.neurons import ALIF, IF, LIF, PLIF, NeuronBase
 from snn5.nn.neurons_ext import IntLIF
 from snn5.nn.quant import MembraneGrid
-from snn5.nn.readout import MembraneReadout, SpikeCount
+from snn5.nn.readout import FirstSpike, MembraneReadout, SpikeCount
 
 META_KEY = "snn5"
 FORMAT = 1
@@ -102,6 +103,7 @@ SPIKE_CONDITION = "v >= v_threshold"
 # neuron kinds (snn5.nn.NEURONS names) the exporter writes, and the NIR node each becomes
 NEURON_KINDS = {IF: "if", LIF: "lif", PLIF: "plif", ALIF: "alif", IntLIF: "int_lif"}
 SUPPORTED = ("IF", "LIF", "PLIF", "ALIF", "IntLIF", "MembraneReadout (LI)", "SpikeCount",
+             "FirstSpike",
              "nn.Linear", "EventLinear", "nn.Conv1d", "nn.Conv2d", "nn.BatchNorm1d/2d after a "
              "conv or linear layer", "nn.AvgPool2d", "nn.Flatten", "nn.Dropout")
 
@@ -330,9 +332,12 @@ def _readout(model: SpikingClassifier) -> tuple[str, MembraneReadout | None]:
     r = model.readout
     if isinstance(r, SpikeCount):
         return "spike_count", None
+    if isinstance(r, FirstSpike):           # the output spikes; the time of the first one is
+        return "first_spike", None          # the class score (metadata), a reduction like a count
     if isinstance(r, MembraneReadout):
         return ("mean_membrane" if r.reduce == "mean" else "max_membrane"), r
-    raise _unsupported("readout", r, "the readout must be SpikeCount or MembraneReadout")
+    raise _unsupported("readout", r, "the readout must be SpikeCount, FirstSpike or "
+                       "MembraneReadout")
 
 
 def _nodes(model: SpikingClassifier, shape: tuple[int, ...]

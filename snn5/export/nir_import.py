@@ -21,7 +21,7 @@ from snn5.nn.event import EventLinear
 from snn5.nn.layers import Sequential, TimeDistributed
 from snn5.nn.neurons import IF, LI, LIF, NEURONS
 from snn5.nn.quant import MembraneGrid
-from snn5.nn.readout import MembraneReadout, SpikeCount
+from snn5.nn.readout import FirstSpike, MembraneReadout, SpikeCount
 
 IMPORTABLE = ("Input", "Output", "Affine", "Linear", "Conv1d", "Conv2d", "AvgPool2d", "SumPool2d",
               "Flatten", "IF", "LIF", "LI")
@@ -164,6 +164,8 @@ def _from_snn5(graph: nir.NIRGraph, order: list[str]) -> SpikingClassifier:
         layers.append(TimeDistributed(module) if meta.get("time_distributed") else module)
         if "batch_norm" in meta:
             layers.append(TimeDistributed(_batch_norm(meta["batch_norm"])))
+    if g.get("readout") == "first_spike":          # output spikes reduced by their first time
+        readout = FirstSpike()
     options = g.get("encoder_options", {})
     model = SpikingClassifier(layers, readout, timesteps=int(g["timesteps"]),
                               encoding=g["encoding"], encoder_options=options,

@@ -75,6 +75,9 @@ CASES = {
         neuron={"kind": "alif", "tau_mem": 5e-3, "tau_adapt": 30e-3}),
     "mlp_int_lif_latency": SpikingMLPConfig(
         hidden=(20,), timesteps=5, encoding="latency", neuron={"kind": "int_lif"}),
+    "mlp_if_ttfs_first_spike": SpikingMLPConfig(
+        hidden=(20,), timesteps=6, encoding="latency", readout="first_spike",
+        neuron={"kind": "if", "v_th": 0.5}),
 }
 
 
