@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,6 +31,9 @@ from snn5.runs.provenance import provenance
 from snn5.runs.report import write_run_report
 from snn5.train.checkpoint import load_checkpoint, unprefixed
 from snn5.train.device import resolve_device
+from snn5.train.distill import (
+    LiveTeacher, SoftTargetLoss, load_teacher, teacher_logits, teacher_weights_path,
+)
 from snn5.train.plasticity import fit_plasticity
 from snn5.train.surrogate import BEST, LAST, Trainer
 
@@ -117,12 +121,15 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
                              seed=cfg.seed, progress=progress, resume=resume)
         epochs = pc.epochs
     else:
+        soft, distilled = (distill_term(cfg, data) if cfg.paradigm == "distill"
+                           else (None, {}))
         trainer = Trainer(model, cfg.train, BatchLoader(data.train, cfg.train.batch_size,
                                                         shuffle=True, seed=cfg.seed,
                                                         augment=augment),
                           BatchLoader(data.val, cfg.train.eval_batch_size, shuffle=False),
                           checkpoint_dir=out / "checkpoints", seed=cfg.seed, callbacks=callbacks,
-                          progress=progress)
+                          progress=progress, extra_loss=soft,
+                          task_weight=1.0 if soft is None else soft.task_weight)
         device = trainer.device
         started = provenance(device)              # the code and machine this process runs on
         fit = trainer.fit(resume=resume)
@@ -136,8 +143,37 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
         **started, "finished_at": provenance(device)["finished_at"],
         "history": fit.history,
     }
+    if cfg.paradigm == "distill":
+        metrics["distill"] = distilled
     write_outputs(out, cfg, model, data, metrics)
     return metrics
+
+
+def distill_term(cfg: RunConfig, data: SplitData) -> tuple[SoftTargetLoss, dict[str, Any]]:
+    """The soft-target term of ``paradigm: distill`` and what to record of it.
+
+    The teacher (``distill.teacher``) is loaded into a fresh ANN twin of the run's model; its
+    logits of the un-augmented training set come from the cache (computed on a miss), or from
+    the live teacher on every batch with ``distill.cache: false``.
+    """
+    dc = cfg.distill
+    twin = build_model(cfg.model, data.input_shape, data.num_classes, ann=True)
+    teacher = load_teacher(dc.teacher, twin)
+    device = resolve_device(cfg.train.device)
+    record: dict[str, Any] = {"teacher": str(dc.teacher), "temperature": dc.temperature,
+                              "alpha": dc.alpha, "cache": dc.cache}
+    if dc.cache:
+        source = Path(dc.teacher)
+        cache_dir = Path(dc.cache_dir) if dc.cache_dir is not None else (
+            (source if source.is_dir() else teacher_weights_path(source).parent) / "logit_cache")
+        started = time.perf_counter()
+        logits = teacher_logits(teacher, data.train, cache_dir, dataset_checksum=data.checksum,
+                                batch_size=cfg.train.eval_batch_size, device=device)
+        record.update(cache_file=str(logits.path), cache_hit=logits.hit,
+                      teacher_seconds=time.perf_counter() - started)
+    else:
+        logits = LiveTeacher(teacher, data.train, device)
+    return SoftTargetLoss(logits, temperature=dc.temperature, alpha=dc.alpha), record
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

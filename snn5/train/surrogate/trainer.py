@@ -131,12 +131,19 @@ class Trainer:
             the training stream.
         callbacks: called as ``cb(trainer)`` after every optimisation step.
         progress: show a progress bar (None: only on a terminal).
+        extra_loss: ``extra_loss(logits [B, C], batch_indices [B]) -> scalar`` added to the
+            objective of every training batch; ``batch_indices`` are the batch's sample indices
+            in ``train.dataset`` (e.g. a distillation term reading cached teacher logits).
+            Not with ``train.tbptt_steps``.
+        task_weight: weight of the label loss (``train.loss``) in the objective.
     """
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, train: BatchLoader,
                  val: Iterable[tuple[Tensor, Tensor]], *, checkpoint_dir: str | Path | None = None,
                  seed: int = 0, callbacks: Sequence[Callable[[Trainer], None]] = (),
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None,
+                 extra_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+                 task_weight: float = 1.0) -> None:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         if cfg.threads is not None:
@@ -148,6 +155,8 @@ class Trainer:
         self.seed = seed
         self.callbacks = list(callbacks)
         self.progress = progress
+        self.extra_loss = extra_loss
+        self.task_weight = task_weight
         self.optimizer = self._make_optimizer()
         self._trt_weights = trt_weights(self.model) if cfg.loss.name == "trt" else []
         self.surrogate_schedule = self._surrogate_schedule()
@@ -170,6 +179,9 @@ class Trainer:
     def _check_objective(self) -> None:
         """Refuse, before any work, a loss or TBPTT setting the model cannot serve."""
         cfg, model = self.cfg, self.model
+        if cfg.tbptt_steps is not None and self.extra_loss is not None:
+            raise ValueError("an extra loss term (e.g. distillation) needs the logits of the "
+                             "whole sequence; unset train.tbptt_steps to use it.")
         if cfg.tbptt_steps is not None:
             check_tbptt(model, cfg.tbptt_steps, getattr(model, "timesteps", cfg.tbptt_steps + 1))
         if not isinstance(cfg.loss, CELoss) and not hasattr(getattr(model, "readout", None),
@@ -305,9 +317,12 @@ class Trainer:
                    disable=(not self.progress) if self.progress is not None else None,
                    leave=False, dynamic_ncols=True)
         tick = time.perf_counter()
+        order = loader.order(st.epoch) if self.extra_loss is not None else None
         for x, y in loader.batches(st.epoch, start=st.batch):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            loss, correct, rate = self._step(x, y)
+            lo = st.batch * loader.batch_size
+            loss, correct, rate = self._step(x, y, None if order is None else
+                                             order[lo:lo + len(y)])    # [B] sample indices
             run = st.running
             run["loss"] += loss * len(y)
             run["correct"] += correct
@@ -331,7 +346,8 @@ class Trainer:
                 tick = time.perf_counter()
         bar.close()
 
-    def _step(self, x: Tensor, y: Tensor) -> tuple[float, float, float]:
+    def _step(self, x: Tensor, y: Tensor, indices: Tensor | None = None
+              ) -> tuple[float, float, float]:
         st, cfg = self.state, self.cfg
         lr = self.lr_at(st.global_step)
         for group in self.optimizer.param_groups:
@@ -349,11 +365,14 @@ class Trainer:
             else:
                 if isinstance(cfg.loss, CELoss):
                     logits = self.model(x)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                    loss = self.task_weight * F.cross_entropy(
+                        logits.float(), y, label_smoothing=cfg.label_smoothing)
                     loss = self._add_regularisers(loss, rec.spikes, 1.0)
                 else:
                     logits, scores = self._per_step(x)
                     loss = self._objective(scores, y, rec.spikes, 0, scores.shape[0])
+                if self.extra_loss is not None:
+                    loss = loss + self.extra_loss(logits, indices)
                 loss_value = self._backward(loss, x)
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         if self.scaler is not None:
@@ -384,9 +403,10 @@ class Trainer:
         (the whole sequence, or one TBPTT chunk) plus the regularisers on the spikes recorded
         for these steps, weighted by the steps' share of time."""
         cfg = self.cfg
-        loss = chunk_loss(cfg.loss, scores, y, reduce_steps=self.model.readout.reduce_steps,
-                          weights=self._trt_weights, first_step=first, total_steps=total,
-                          label_smoothing=cfg.label_smoothing)
+        loss = self.task_weight * chunk_loss(
+            cfg.loss, scores, y, reduce_steps=self.model.readout.reduce_steps,
+            weights=self._trt_weights, first_step=first, total_steps=total,
+            label_smoothing=cfg.label_smoothing)
         return self._add_regularisers(loss, spikes, scores.shape[0] / total)
 
     def _add_regularisers(self, loss: Tensor, spikes: dict[str, Tensor], share: float) -> Tensor:
