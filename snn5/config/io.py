@@ -76,8 +76,12 @@ def config_from_dict(data: dict[str, Any], overrides: list[str] = (), *,
         raise ConfigError(_format(err, source)) from None
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML run config, apply ``key=value`` overrides, validate."""
+SEARCH_SPACE = "search_space"
+"""Top-level YAML key of a hyper-parameter search space (read by ``snn5.hpo``, not a run key)."""
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw mapping of a YAML run config (no overrides, not validated)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; configs/ in the repository has "
@@ -86,6 +90,18 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return data
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML run config, apply ``key=value`` overrides, validate.
+
+    A top-level ``search_space:`` mapping (the hyper-parameter search of ``snn5 tune``) is set
+    aside: the result is the base run config.
+    """
+    data = read_config_file(path)
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k != SEARCH_SPACE}
     return config_from_dict(data, overrides, source=str(path))
 
 
