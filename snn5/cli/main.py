@@ -63,6 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (an interrupted suite resumes)")
     _add_data_dir(p)
 
+    p = sub.add_parser("tune", help="hyper-parameter search over a config's search_space: "
+                       "(Optuna; see docs/hpo.md)")
+    p.add_argument("config", help="YAML run config with a top-level search_space: mapping")
+    p.add_argument("--out", required=True, help="study folder (storage, trials/, best.yaml, "
+                   "trials.csv, plots/)")
+    p.add_argument("--n-trials", type=int, required=True,
+                   help="finished (complete or pruned) trials the study should hold")
+    p.add_argument("--workers", type=int, default=1, help="processes sharing the storage")
+    p.add_argument("--sampler", choices=["tpe", "cmaes", "random"], default="tpe")
+    p.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    p.add_argument("--storage", default=None,
+                   help="SQLAlchemy URL (default: sqlite:///OUT/study.db)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override of the base config (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the study in the storage (finished trials count)")
+    _add_data_dir(p)
+
     p = sub.add_parser("export", help="write a finished run's selected model as a NIR graph")
     p.add_argument("run_dir", help="a run folder written by `snn5 train`")
     p.add_argument("--to", choices=["nir"], default="nir", help="format (NIR: neuromorphic "
@@ -160,6 +178,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from snn5.hpo import tune
+
+    overrides = list(args.overrides)
+    if args.data_dir is not None:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    s = tune(args.config, args.out, n_trials=args.n_trials, workers=args.workers,
+             overrides=overrides, sampler=args.sampler, pruner=args.pruner,
+             storage=args.storage, resume=args.resume)
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in s["trials"].items())
+    print(f"trials: {counts}; table {s['trials_csv']}")
+    if "best_value" in s:
+        values = ", ".join(f"{k}={v!r}" for k, v in s["best_values"].items())
+        print(f"best: trial {s['best_trial']}, val accuracy {s['best_value']:.2%} ({values}); "
+              f"config {s['best_yaml']}; run folder {s['best_run_dir']}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import numpy
     import torch
@@ -210,6 +246,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 COMMANDS = {"train": cmd_train, "convert": cmd_convert, "evaluate": cmd_evaluate,
             "export": cmd_export, "quickstart": cmd_quickstart, "bench": cmd_bench,
+            "tune": cmd_tune,
             "info": cmd_info,
             "download": cmd_download}
 

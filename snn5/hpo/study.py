@@ -176,6 +176,7 @@ def objective(spec: TuneSpec, trial: optuna.Trial) -> float:
     values = {p.path: p.suggest(trial) for p in spec.space}
     run_dir = spec.out / "trials" / f"{trial.number:04d}"
     trial.set_user_attr("run_dir", str(run_dir))
+    trial.set_user_attr("pid", os.getpid())      # which worker process ran it
     trial.set_user_attr("error", None)         # a retried trial inherits its original's attrs
     reporter = _EpochReporter(trial)
     try:

@@ -115,3 +115,4 @@ def test_two_workers_share_the_storage(tmp_path):
     assert 4 <= len(complete) <= 5                 # a worker may finish one in flight
     assert len({t.number for t in trials}) == len(trials)
     assert all((out / "trials" / f"{t.number:04d}").is_dir() for t in complete)
+    assert len({t.user_attrs["pid"] for t in trials}) == 2    # both workers ran trials
