@@ -2,6 +2,9 @@
 a failing trial is recorded, two workers share the storage."""
 
 import csv
+import subprocess
+import sys
+import time
 
 import optuna
 import pytest
@@ -116,3 +119,42 @@ def test_two_workers_share_the_storage(tmp_path):
     assert len({t.number for t in trials}) == len(trials)
     assert all((out / "trials" / f"{t.number:04d}").is_dir() for t in complete)
     assert len({t.user_attrs["pid"] for t in trials}) == 2    # both workers ran trials
+
+
+KILLABLE = """\
+import sys
+from snn5.hpo import tune
+tune(sys.argv[1], sys.argv[2], n_trials=4, pruner="none", heartbeat_s=1)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_and_retries_the_dead_trial(tmp_path):
+    cfg = _config(tmp_path, SPACE.replace("epochs: 2", "epochs: 6"))
+    out = tmp_path / "study"
+    script = tmp_path / "run.py"
+    script.write_text(KILLABLE)
+    proc = subprocess.Popen([sys.executable, str(script), str(cfg), str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        states = []                           # wait for 2 complete trials and a third running
+        while not (states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states):
+            assert proc.poll() is None, "the study ended before it could be killed"
+            time.sleep(0.2)
+            try:
+                states = [t.state for t in _trials(out)]
+            except KeyError:                  # the study is not created yet
+                continue
+    finally:
+        proc.kill()                                           # SIGKILL: no cleanup at all
+        proc.wait()
+    killed = [t for t in _trials(out) if t.state is TrialState.RUNNING]
+    assert len(killed) == 1
+    time.sleep(3)                             # past the grace period (2 heartbeats) of the trial
+    tune(cfg, out, n_trials=4, pruner="none", heartbeat_s=1, resume=True)
+    trials = _trials(out)
+    assert sum(t.state is TrialState.COMPLETE for t in trials) == 4
+    assert trials[killed[0].number].state is TrialState.FAIL          # recorded, not lost
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed[0].number]
+    assert len(retried) == 1 and retried[0].state is TrialState.COMPLETE
+    assert retried[0].params == killed[0].params
