@@ -8,6 +8,7 @@ import time
 
 import optuna
 import pytest
+import sqlalchemy
 import yaml
 from optuna.trial import TrialState
 
@@ -141,9 +142,11 @@ def test_a_killed_study_resumes_and_retries_the_dead_trial(tmp_path):
         while not (states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states):
             assert proc.poll() is None, "the study ended before it could be killed"
             time.sleep(0.2)
+            if not (out / "study.db").is_file():
+                continue
             try:
                 states = [t.state for t in _trials(out)]
-            except KeyError:                  # the study is not created yet
+            except (KeyError, sqlalchemy.exc.OperationalError):   # storage being created
                 continue
     finally:
         proc.kill()                                           # SIGKILL: no cleanup at all
