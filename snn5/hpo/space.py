@@ -8,8 +8,10 @@ YAML::
       model.timesteps: {low: 4, high: 16, step: 4}
       model.neuron.tau_mem: {low: 1.0e-3, high: 2.0e-2, type: float}
 
-A range's type is that of the base config's value (int or float) unless ``type:`` says it;
-``choices:`` takes any YAML values. Every path must exist in the resolved base config, and every
+A range's type is that of the base config's value (int or float) unless ``type:`` says it
+(an unset value: int if both bounds are ints, else float); ``choices:`` takes any YAML values.
+Every path must exist in the resolved base config or be a new key that the schema accepts in a
+free mapping (the parameters of a plasticity rule: ``plasticity.rule.tau_plus``), and every
 bound and choice is validated as a run config before a study starts.
 """
 
@@ -137,6 +139,10 @@ def _parse_range(path: str, entry: dict[str, Any], base_value: Any) -> ParamSpec
         if kind is ParamKind.CHOICE:
             raise SearchSpaceError(f"search_space.{path}.type: choice entries are written "
                                    "{choices: [...]}, not type: choice")
+    elif base_value is None:          # unset (null or a key of a free mapping): the bounds say
+        ints = all(isinstance(entry[k], int) and not isinstance(entry[k], bool)
+                   for k in ("low", "high"))
+        kind = ParamKind.INT if ints else ParamKind.FLOAT
     elif isinstance(base_value, bool) or not isinstance(base_value, int | float):
         raise SearchSpaceError(
             f"search_space.{path}: the base value {base_value!r} is not a number, so the range "
@@ -180,6 +186,14 @@ def _parse_entry(path: str, entry: Any, base_value: Any) -> ParamSpec:
     return ParamSpec(path, ParamKind.CHOICE, choices=tuple(choices))
 
 
+def _unknown_key(path: str, leaves: dict[str, Any], detail: str) -> SearchSpaceError:
+    close = difflib.get_close_matches(path, list(leaves), n=5, cutoff=0.5)
+    hint = f"; close valid keys: {', '.join(close)}" if close else ""
+    return SearchSpaceError(f"search_space: '{path}' is not a key of the run config{hint}. "
+                            "Keys are dotted paths of the resolved config (see config.yaml in "
+                            f"any run folder).{detail}")
+
+
 def parse_search_space(raw: Any, base: RunConfig) -> tuple[ParamSpec, ...]:
     """Parse and check a ``search_space:`` mapping against the base run config.
 
@@ -204,13 +218,16 @@ def parse_search_space(raw: Any, base: RunConfig) -> tuple[ParamSpec, ...]:
     specs = []
     for path, entry in raw.items():
         path = str(path)
-        if path not in leaves and path not in sections:
-            close = difflib.get_close_matches(path, list(leaves), n=5, cutoff=0.5)
-            hint = f"; close valid keys: {', '.join(close)}" if close else ""
-            raise SearchSpaceError(f"search_space: '{path}' is not a key of the run config"
-                                   f"{hint}. Keys are dotted paths of the resolved config "
-                                   "(see config.yaml in any run folder).")
+        known = path in leaves or path in sections
+        parent = path.rpartition(".")[0]
+        if not known and parent not in sections:
+            raise _unknown_key(path, leaves, "")
         spec = _parse_entry(path, entry, leaves.get(path))
+        if not known:            # a new key of a free mapping (e.g. plasticity.rule.tau_plus)?
+            try:
+                config_from_dict(with_values(resolved, {path: spec.values_to_check()[0]}))
+            except ConfigError as exc:
+                raise _unknown_key(path, leaves, f"\n{exc}") from None
         for value in spec.values_to_check():
             try:
                 config_from_dict(with_values(resolved, {path: value}),

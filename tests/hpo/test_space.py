@@ -72,3 +72,22 @@ def test_a_config_without_search_space_is_refused(tmp_path):
 def test_the_shipped_tune_config_parses():
     base, space = load_tune_config("configs/digits_mlp_tune.yaml")
     assert base.data.name == "digits" and len(space) >= 3
+
+
+PLASTIC = config_from_dict({"paradigm": "plasticity", "data": {"name": "digits"},
+                            "model": {"name": "spiking_mlp", "encoding": "poisson"},
+                            "plasticity": {"rule": {"name": "stdp", "a_plus": 0.005}}})
+
+
+def test_plasticity_rule_parameters_can_be_searched_even_when_unset():
+    specs = parse_search_space({"plasticity.rule.a_plus": {"low": 1e-3, "high": 1e-2},
+                                "plasticity.rule.tau_plus": {"low": 5e-3, "high": 4e-2,
+                                                             "log": True},
+                                "plasticity.lr": {"low": 0.1, "high": 2.0}}, PLASTIC)
+    assert [s.kind for s in specs] == [ParamKind.FLOAT] * 3
+
+
+def test_an_unknown_rule_parameter_names_the_valid_ones():
+    with pytest.raises(SearchSpaceError, match=r"(?s)'plasticity.rule.tau_pre' is not a key.*"
+                                               r"valid: .*tau_plus"):
+        parse_search_space({"plasticity.rule.tau_pre": {"low": 5e-3, "high": 4e-2}}, PLASTIC)

@@ -161,3 +161,27 @@ def test_a_killed_study_resumes_and_retries_the_dead_trial(tmp_path):
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed[0].number]
     assert len(retried) == 1 and retried[0].state is TrialState.COMPLETE
     assert retried[0].params == killed[0].params
+
+
+PLASTIC = """\
+seed: 0
+paradigm: plasticity
+data: {name: digits, train_subset: 120}
+model: {name: spiking_mlp, hidden: [16], timesteps: 4, encoding: poisson}
+plasticity: {epochs: 2, batch_size: 60, rule: {name: stdp, a_plus: 0.005}, threads: 1}
+search_space:
+  plasticity.rule.a_plus: {low: 1.0e-3, high: 1.0e-2, log: true}
+  plasticity.rule.tau_plus: {low: 5.0e-3, high: 4.0e-2, log: true}
+"""
+
+
+def test_a_plasticity_study_tunes_rule_constants(tmp_path):
+    out = tmp_path / "study"
+    tune(_config(tmp_path, PLASTIC), out, n_trials=2, sampler="random")
+    trials = _trials(out)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert sorted(trials[0].intermediate_values) == [0, 1]   # each epoch reported after the run
+    best = load_config(out / "best.yaml")
+    assert best.paradigm == "plasticity"
+    assert best.plasticity.rule["tau_plus"] in {t.params["plasticity.rule.tau_plus"]
+                                                for t in trials}
