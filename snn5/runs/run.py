@@ -108,6 +108,7 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
     augment = cfg.data.augment if cfg.data.augment.active else None
     if augment is not None:
         augment.check_sample_shape(tuple(data.train.x.shape[1:]))
+    soft, distilled = distill_term(cfg, data) if cfg.paradigm == "distill" else (None, {})
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / CONFIG)
     if cfg.paradigm == "plasticity":
@@ -121,8 +122,6 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
                              seed=cfg.seed, progress=progress, resume=resume)
         epochs = pc.epochs
     else:
-        soft, distilled = (distill_term(cfg, data) if cfg.paradigm == "distill"
-                           else (None, {}))
         trainer = Trainer(model, cfg.train, BatchLoader(data.train, cfg.train.batch_size,
                                                         shuffle=True, seed=cfg.seed,
                                                         augment=augment),
@@ -157,6 +156,8 @@ def distill_term(cfg: RunConfig, data: SplitData) -> tuple[SoftTargetLoss, dict[
     the live teacher on every batch with ``distill.cache: false``.
     """
     dc = cfg.distill
+    if cfg.data.augment.active:
+        log.info("distill: the teacher's logits are those of the un-augmented training images")
     twin = build_model(cfg.model, data.input_shape, data.num_classes, ann=True)
     teacher = load_teacher(dc.teacher, twin)
     device = resolve_device(cfg.train.device)

@@ -162,3 +162,12 @@ def test_snn5_train_distill_end_to_end(tmp_path, monkeypatch):
     third = train_run(other_split, tmp_path / "s3", progress=False)
     assert not third["distill"]["cache_hit"] and calls
     assert third["distill"]["cache_file"] != first["distill"]["cache_file"]
+
+
+def test_missing_teacher_fails_before_the_run_folder_is_made(tmp_path):
+    cfg = load_config(CONFIG)
+    cfg = cfg.model_copy(update={"distill": cfg.distill.model_copy(
+        update={"teacher": str(tmp_path / "no_teacher")})})
+    with pytest.raises(TeacherNotFoundError, match="train the teacher first"):
+        train_run(cfg, tmp_path / "student", progress=False)
+    assert not (tmp_path / "student").exists()
