@@ -80,12 +80,20 @@ def test_cache_is_reused_and_invalidated(tmp_path):
     subset = ArrayDataset(data.x[:15], data.y[:15])
     assert not teacher_logits(teacher, subset, tmp_path, dataset_checksum="abc").hit
     assert not teacher_logits(teacher, data, tmp_path, dataset_checksum="xyz").hit
+    original = {k: v.clone() for k, v in teacher.state_dict().items()}
     with torch.no_grad():
         teacher.weight[0, 0] += 1e-3
     count.calls = 0
     changed = teacher_logits(teacher, data, tmp_path, dataset_checksum="abc")
     assert not changed.hit and count.calls > 0 and changed.path != first.path
     assert len(list(tmp_path.glob("*.npy"))) == len(list(tmp_path.glob("*.json"))) == 4
+    assert not list(tmp_path.glob(".*.tmp"))
+    first.path.with_suffix(".json").unlink()        # an entry without its sidecar is not read
+    count.calls = 0
+    teacher.load_state_dict(original)                # back to the first teacher
+    refilled = teacher_logits(teacher, data, tmp_path, dataset_checksum="abc", batch_size=8)
+    assert not refilled.hit and count.calls > 0 and refilled.path == first.path
+    assert torch.allclose(refilled(torch.arange(20)), first(torch.arange(20)))
 
 
 def test_trainer_hook_gets_the_batch_sample_indices():

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -82,6 +83,12 @@ class CachedLogits:
         return torch.from_numpy(np.asarray(self.logits[indices.cpu().numpy()]))
 
 
+def _temp_path(folder: Path, prefix: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    os.close(fd)
+    return Path(name)
+
+
 @torch.inference_mode()
 def compute_logits(teacher: nn.Module, dataset: ArrayDataset, out: np.ndarray, *,
                    batch_size: int, device: torch.device) -> None:
@@ -117,22 +124,28 @@ def teacher_logits(teacher: nn.Module, dataset: ArrayDataset, cache_dir: str | o
     array, sidecar = folder / f"{key.digest}.npy", folder / f"{key.digest}.json"
     if sidecar.is_file() and array.is_file():
         logits = np.load(array, mmap_mode="r")
-        if logits.shape[0] == len(dataset):
+        meta = json.loads(sidecar.read_text())
+        if logits.shape == (len(dataset), meta.get("classes")) and all(
+                meta.get(k) == v for k, v in asdict(key).items()):
             log.info("teacher logits from cache %s", array)
             return CachedLogits(logits, array, hit=True)
-        log.warning("cache entry %s has %d rows for %d samples; recomputing it", array,
-                    logits.shape[0], len(dataset))
+        log.warning("cache entry %s does not match its key or shape; recomputing it", array)
     folder.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode():
         num_classes = teacher.eval().to(device)(dataset.x[:1].to(device)).shape[1]
-    tmp = folder / f".{key.digest}.npy.tmp"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
-                                    shape=(len(dataset), num_classes))
-    compute_logits(teacher, dataset, out, batch_size=batch_size, device=torch.device(device))
-    out.flush()
-    del out
-    os.replace(tmp, array)
-    tmp_meta = folder / f".{key.digest}.json.tmp"
+    # unique temporary names: two runs filling the same entry at once do not collide
+    tmp = _temp_path(folder, f".{key.digest}.npy.")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                        shape=(len(dataset), num_classes))
+        compute_logits(teacher, dataset, out, batch_size=batch_size, device=torch.device(device))
+        out.flush()
+        del out
+        os.replace(tmp, array)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp_meta = _temp_path(folder, f".{key.digest}.json.")
     tmp_meta.write_text(json.dumps({**asdict(key), "rows": len(dataset),
                                     "classes": int(num_classes)}, indent=2) + "\n")
     os.replace(tmp_meta, sidecar)
