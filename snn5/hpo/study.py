@@ -128,7 +128,7 @@ def _sampler(spec: TuneSpec, seed: int) -> optuna.samplers.BaseSampler:
 
 def _pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
     if spec.pruner is Pruner.MEDIAN:
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
     if spec.pruner is Pruner.HYPERBAND:
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(spec.epochs(), 1))
     return optuna.pruners.NopPruner()

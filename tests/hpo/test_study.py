@@ -185,3 +185,11 @@ def test_a_plasticity_study_tunes_rule_constants(tmp_path):
     assert best.paradigm == "plasticity"
     assert best.plasticity.rule["tau_plus"] in {t.params["plasticity.rule.tau_plus"]
                                                 for t in trials}
+
+
+def test_cmaes_with_hyperband_runs_under_warnings_as_errors(tmp_path):
+    out = tmp_path / "study"
+    tune(_config(tmp_path), out, n_trials=3, sampler="cmaes", pruner="hyperband")
+    trials = _trials(out)
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 3
+    assert all(1e-3 <= t.params["train.optimizer.lr"] <= 3e-2 for t in trials)
