@@ -179,14 +179,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from snn5.hpo import tune
+    from snn5.hpo import StudyError, tune
 
     overrides = list(args.overrides)
     if args.data_dir is not None:
         overrides.append(f"data.data_dir={args.data_dir}")
-    s = tune(args.config, args.out, n_trials=args.n_trials, workers=args.workers,
-             overrides=overrides, sampler=args.sampler, pruner=args.pruner,
-             storage=args.storage, resume=args.resume)
+    try:
+        s = tune(args.config, args.out, n_trials=args.n_trials, workers=args.workers,
+                 overrides=overrides, sampler=args.sampler, pruner=args.pruner,
+                 storage=args.storage, resume=args.resume)
+    except StudyError as exc:
+        print(f"snn5 tune: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     counts = ", ".join(f"{n} {state.lower()}" for state, n in s["trials"].items())
     print(f"trials: {counts}; table {s['trials_csv']}")
     if "best_value" in s:

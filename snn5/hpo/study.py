@@ -43,6 +43,10 @@ STORAGE = "study.db"
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+class StudyError(RuntimeError):
+    """A study stopped: too many failed trials, or a worker process died."""
+
+
 class Sampler(StrEnum):
     """Optuna sampler: TPE (Bergstra et al., NeurIPS 2011), CMA-ES (Hansen, 2016), random."""
 
@@ -220,7 +224,7 @@ def run_worker(spec: TuneSpec, n_trials: int, worker: int = 0, threads: int | No
     """Run trials until the study holds ``n_trials`` finished (complete or pruned) trials.
 
     Raises:
-        RuntimeError: more than ``max_failures`` trials failed (default ``n_trials``).
+        StudyError: more than ``max_failures`` trials failed (default ``n_trials``).
     """
     if threads is not None:
         import torch
@@ -234,7 +238,7 @@ def run_worker(spec: TuneSpec, n_trials: int, worker: int = 0, threads: int | No
         if sum(s in DONE for s in states) >= n_trials:
             return
         if states.count(TrialState.FAIL) > limit:
-            raise RuntimeError(f"{states.count(TrialState.FAIL)} trials failed (see the error "
+            raise StudyError(f"{states.count(TrialState.FAIL)} trials failed (see the error "
                                f"column of {spec.out / TRIALS}); fix the config or the search "
                                "space and resume")
         study.optimize(lambda trial: objective(spec, trial), n_trials=1, catch=(Exception,))
@@ -292,6 +296,6 @@ def tune(config: str | os.PathLike, out: str | os.PathLike, *, n_trials: int,
         for p in procs:
             p.join()
         if any(p.exitcode for p in procs):
-            raise RuntimeError(f"worker exit codes {[p.exitcode for p in procs]}; the study is "
+            raise StudyError(f"worker exit codes {[p.exitcode for p in procs]}; the study is "
                                "kept in the storage: fix the cause and pass --resume")
     return write_study_outputs(study, spec)

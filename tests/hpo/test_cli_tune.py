@@ -31,3 +31,16 @@ def test_a_bad_search_space_key_is_a_named_user_error(tmp_path, capsys):
     assert main(["tune", str(cfg), "--out", str(tmp_path / "s"), "--n-trials", "1"]) == 2
     err = capsys.readouterr().err
     assert "'train.optimiser.lr' is not a key" in err and "train.optimizer.lr" in err
+
+
+def test_a_study_whose_trials_all_fail_stops_with_a_message(tmp_path, capsys, monkeypatch):
+    from snn5.hpo import study
+
+    def broken(cfg, run_dir, **kw):
+        raise ValueError("no data")
+
+    monkeypatch.setattr(study, "train_run", broken)
+    cfg = tmp_path / "tune.yaml"
+    cfg.write_text(SPACE)
+    assert main(["-q", "tune", str(cfg), "--out", str(tmp_path / "s"), "--n-trials", "1"]) == 2
+    assert "2 trials failed" in capsys.readouterr().err     # more than --n-trials failures

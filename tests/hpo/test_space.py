@@ -44,7 +44,8 @@ def test_suggestions_stay_in_range_and_map_choices_back():
     ({"model.timesteps": {"low": 1.5, "high": 8}}, r"int range needs integer"),
     ({"model.readout": {"low": 1, "high": 2}}, r"not a number.*add type: float"),
     ({"model.hidden": {"choices": []}}, r"non-empty list"),
-    ({"train.epochs": {"low": 0, "high": 3}}, r"(?s)search_space.train.epochs = 0.*train.epochs: .*greater than"),
+    ({"train.epochs": {"low": 0, "high": 3}},
+     r"(?s)search_space.train.epochs = 0.*train.epochs: .*greater than"),
     ({"train.optimizer.lr": 0.01}, r"must be a mapping"),
     ([], r"non-empty mapping"),
 ])
