@@ -82,7 +82,8 @@ def test_dotted_overrides(tmp_path):
     (["model.readout=vote"], "model.readout: Input should be 'spike_count'"),
     (["measure.energy_model=7nm"], "unknown energy model '7nm'; valid names: 45nm"),
     (["train.optimizer.name=lion"], "train.optimizer.name: Input should be 'adamw' or 'sgd'"),
-    (["paradigm=hebbian"], "paradigm: Input should be 'surrogate', 'ann', 'plasticity' or 'conversion'"),
+    (["paradigm=hebbian"],
+     "paradigm: Input should be 'surrogate', 'ann', 'plasticity', 'conversion' or 'distill'"),
     (["model.neuron.kind=lif", "model.neuron.tau_adapt=0.3"], "neuron kind 'lif' has no tau_adapt"),
 ])
 def test_bad_configs_name_the_field(overrides, expected):
