@@ -18,11 +18,12 @@ raises is recorded FAIL with the error; one stopped by Ctrl-C is queued again on
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -142,14 +143,38 @@ def open_study(spec: TuneSpec, *, create: bool = False, resume: bool = False,
                seed: int = 0) -> optuna.Study:
     """Create (``create``) or load the study; an existing study needs ``resume``."""
     storage = make_storage(spec)
+    exists = False
     if create:
-        names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
-        if spec.study_name in names and not resume:
+        exists = spec.study_name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+        if exists and not resume:
             raise FileExistsError(f"study '{spec.study_name}' already exists in {spec.storage}; "
                                   "pass --resume to continue it, or choose another --out")
-    return optuna.create_study(storage=storage, study_name=spec.study_name,
-                               sampler=_sampler(spec, seed), pruner=_pruner(spec),
-                               direction="maximize", load_if_exists=True)
+    study = optuna.create_study(storage=storage, study_name=spec.study_name,
+                                sampler=_sampler(spec, seed), pruner=_pruner(spec),
+                                direction="maximize", load_if_exists=True)
+    if create:
+        _check_same_study(study, spec, exists)
+    return study
+
+
+def _definition(spec: TuneSpec) -> dict[str, Any]:
+    """What a study is about (JSON): the base config and the search space."""
+    space = [{**asdict(p), "kind": str(p.kind), "choices": list(p.choices)} for p in spec.space]
+    return json.loads(json.dumps({"base_config": spec.base_data, "search_space": space}))
+
+
+def _check_same_study(study: optuna.Study, spec: TuneSpec, exists: bool) -> None:
+    """Record the study's definition; a resumed study must keep it (trials stay comparable)."""
+    new = _definition(spec)
+    if not exists:
+        for key, value in new.items():
+            study.set_user_attr(key, value)
+        return
+    for key, value in new.items():
+        if study.user_attrs.get(key) != value:
+            raise SearchSpaceError(f"cannot resume the study in {spec.storage}: its {key} "
+                                   "differs from this config's; resume with the same config, "
+                                   "search_space and --set overrides, or choose another --out")
 
 
 class _EpochReporter:

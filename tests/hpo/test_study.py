@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from snn5.config import load_config
 from snn5.hpo import study as hpo_study
-from snn5.hpo import tune
+from snn5.hpo import SearchSpaceError, tune
 
 SPACE = """\
 seed: 0
@@ -61,6 +61,11 @@ def test_four_trials_complete_with_outputs(tmp_path):
     assert (out / "plots" / "param_importances.png").stat().st_size > 0
     with pytest.raises(FileExistsError, match="--resume"):
         tune(_config(tmp_path), out, n_trials=4)
+    with pytest.raises(SearchSpaceError, match="its search_space differs"):
+        tune(_config(tmp_path, SPACE.replace("3.0e-2", "5.0e-2")), out, n_trials=5, resume=True)
+    with pytest.raises(SearchSpaceError, match="its base_config differs"):
+        tune(_config(tmp_path), out, n_trials=5, resume=True, overrides=["train.epochs=3"])
+    assert len(_trials(out)) == 4                             # nothing ran
 
 
 def test_interrupted_study_resumes_without_losing_trials(tmp_path, monkeypatch):
@@ -124,7 +129,7 @@ def test_two_workers_share_the_storage(tmp_path):
 
 KILLABLE = """\
 import sys
-from snn5.hpo import tune
+from snn5.hpo import SearchSpaceError, tune
 tune(sys.argv[1], sys.argv[2], n_trials=4, pruner="none", heartbeat_s=1)
 """
 
