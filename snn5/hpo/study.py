@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -244,28 +245,32 @@ def requeue_interrupted(study: optuna.Study, max_retry: int) -> int:
     return count
 
 
-def run_worker(spec: TuneSpec, n_trials: int, worker: int = 0, threads: int | None = None,
-               max_failures: int | None = None) -> None:
+def run_worker(spec: TuneSpec, n_trials: int, worker: int = 0,
+               threads: int | None = None) -> None:
     """Run trials until the study holds ``n_trials`` finished (complete or pruned) trials.
 
+    Args:
+        spec: the study.
+        n_trials: finished trials to reach (those of every worker count).
+        worker: index of this worker (varies the sampler seed).
+        threads: torch intra-op threads of this process (None: unchanged).
+
     Raises:
-        StudyError: more than ``max_failures`` trials failed (default ``n_trials``).
+        StudyError: more than ``n_trials`` trials failed.
     """
     if threads is not None:
-        import torch
         torch.set_num_threads(threads)
     existing = optuna.load_study(study_name=spec.study_name, storage=make_storage(spec)).trials
     seed = config_from_dict(spec.base_data).seed + 1000 * worker + len(existing)
     study = open_study(spec, seed=seed)             # new points after a resume, per worker
-    limit = n_trials if max_failures is None else max_failures
     while True:
         states = [t.state for t in study.get_trials(deepcopy=False)]
         if sum(s in DONE for s in states) >= n_trials:
             return
-        if states.count(TrialState.FAIL) > limit:
+        if states.count(TrialState.FAIL) > n_trials:
             raise StudyError(f"{states.count(TrialState.FAIL)} trials failed (see the error "
-                               f"column of {spec.out / TRIALS}); fix the config or the search "
-                               "space and resume")
+                             f"column of {spec.out / TRIALS}); fix the config or the search "
+                             "space and resume")
         study.optimize(lambda trial: objective(spec, trial), n_trials=1, catch=(Exception,))
 
 
