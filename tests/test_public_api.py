@@ -6,7 +6,8 @@ import pytest
 
 PACKAGES = ["snn5", "snn5.core", "snn5.nn", "snn5.models", "snn5.data", "snn5.metrics",
             "snn5.train.surrogate", "snn5.train.plasticity", "snn5.train.conversion",
-            "snn5.train.distill", "snn5.config", "snn5.runs", "snn5.compress", "snn5.export"]
+            "snn5.train.distill", "snn5.config", "snn5.runs", "snn5.compress", "snn5.export",
+            "snn5.hpo"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
