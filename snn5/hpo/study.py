@@ -179,7 +179,8 @@ def _check_same_study(study: optuna.Study, spec: TuneSpec, exists: bool) -> None
 
 
 class _EpochReporter:
-    """Trainer callback: reports each finished epoch's validation accuracy to the trial."""
+    """Epoch callback ``cb(history)``: reports each finished epoch's validation accuracy to the
+    trial (every paradigm that trains in epochs) and stops it when the pruner says so."""
 
     def __init__(self, trial: optuna.Trial) -> None:
         self.trial, self.seen = trial, 0
@@ -192,8 +193,8 @@ class _EpochReporter:
                 raise optuna.TrialPruned(f"epoch {int(record['epoch']) + 1}: val accuracy "
                                          f"{record['val_accuracy']:.4f}")
 
-    def __call__(self, trainer: Any) -> None:   # after each step; history grows per epoch
-        self.report(trainer.state.history)
+    def __call__(self, history: list[dict[str, float]]) -> None:
+        self.report(history)
 
 
 def trial_config(spec: TuneSpec, values: dict[str, Any]) -> RunConfig:
@@ -211,8 +212,8 @@ def objective(spec: TuneSpec, trial: optuna.Trial) -> float:
     reporter = _EpochReporter(trial)
     try:
         metrics = train_run(trial_config(spec, values), run_dir, progress=False,
-                            callbacks=[reporter])
-        reporter.report(metrics.get("history") or [])   # the last epoch, and other paradigms
+                            epoch_callbacks=[reporter])
+        reporter.report(metrics.get("history") or [])   # paradigms without epochs (conversion)
     except optuna.TrialPruned:
         raise
     except (Exception, KeyboardInterrupt) as exc:

@@ -83,7 +83,8 @@ def _prepare_out(cfg: RunConfig, out: Path, resume: bool) -> None:
 
 
 def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
-              progress: bool | None = None, callbacks=()) -> dict[str, Any]:
+              progress: bool | None = None, callbacks=(),
+              epoch_callbacks=()) -> dict[str, Any]:
     """Train ``cfg`` into the run folder ``out`` and write its metrics, report and plots.
 
     Args:
@@ -92,6 +93,8 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
         resume: continue from ``out/checkpoints/last.safetensors`` (same config required).
         progress: progress bars (None: only on a terminal).
         callbacks: passed to the trainer (``cb(trainer)`` after every step).
+        epoch_callbacks: ``cb(history)`` after every epoch, for every paradigm that trains in
+            epochs (surrogate, ann, distill, plasticity), e.g. a search's pruning reports.
 
     Returns:
         The contents of ``metrics.json``.
@@ -119,7 +122,8 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
                                                     seed=cfg.seed, augment=augment),
                              BatchLoader(data.val, pc.eval_batch_size, shuffle=False),
                              num_classes=data.num_classes, checkpoint_dir=out / "checkpoints",
-                             seed=cfg.seed, progress=progress, resume=resume)
+                             seed=cfg.seed, progress=progress, resume=resume,
+                             epoch_callbacks=epoch_callbacks)
         epochs = pc.epochs
     else:
         trainer = Trainer(model, cfg.train, BatchLoader(data.train, cfg.train.batch_size,
@@ -127,7 +131,7 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
                                                         augment=augment),
                           BatchLoader(data.val, cfg.train.eval_batch_size, shuffle=False),
                           checkpoint_dir=out / "checkpoints", seed=cfg.seed, callbacks=callbacks,
-                          progress=progress, extra_loss=soft,
+                          epoch_callbacks=epoch_callbacks, progress=progress, extra_loss=soft,
                           task_weight=1.0 if soft is None else soft.task_weight)
         device = trainer.device
         started = provenance(device)              # the code and machine this process runs on

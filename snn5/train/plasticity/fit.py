@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,7 +146,9 @@ def ridge_fit(f: Tensor, y: Tensor, num_classes: int, *, alpha: float, gain: Ten
 def fit_plasticity(model: nn.Module, cfg: PlasticityConfig, train: BatchLoader,
                    val: Iterable[tuple[Tensor, Tensor]], *, num_classes: int,
                    checkpoint_dir: str | Path | None = None, seed: int = 0,
-                   progress: bool | None = None, resume: bool = False) -> PlasticityFit:
+                   progress: bool | None = None, resume: bool = False,
+                   epoch_callbacks: Sequence[Callable[[list[dict]], None]] = ()
+                   ) -> PlasticityFit:
     """Learn the hidden layers with ``cfg.rule``, fit the readout, keep the best epoch.
 
     Args:
@@ -160,6 +162,8 @@ def fit_plasticity(model: nn.Module, cfg: PlasticityConfig, train: BatchLoader,
         resume: continue after the last finished epoch in ``checkpoint_dir/last.safetensors``
             (weights, rule memories, RNG state, history), reaching the same result as an
             uninterrupted run.
+        epoch_callbacks: called as ``cb(history)`` after every epoch (its checkpoint written),
+            e.g. to report the validation accuracy to a hyper-parameter search.
     """
     from tqdm.auto import tqdm
 
@@ -242,6 +246,8 @@ def fit_plasticity(model: nn.Module, cfg: PlasticityConfig, train: BatchLoader,
             if improved:
                 save_checkpoint(ckpt / BEST, tensors, meta)
             save_checkpoint(ckpt / LAST, tensors, meta)
+        for cb in epoch_callbacks:
+            cb(history)
     return PlasticityFit(history, best_epoch, best_acc, seconds, steps)
 
 

@@ -130,6 +130,8 @@ class Trainer:
             generator seeded the same way, so validation is repeatable and does not disturb
             the training stream.
         callbacks: called as ``cb(trainer)`` after every optimisation step.
+        epoch_callbacks: called as ``cb(history)`` after every epoch (validated and
+            checkpointed), e.g. to report the validation accuracy to a hyper-parameter search.
         progress: show a progress bar (None: only on a terminal).
         extra_loss: ``extra_loss(logits [B, C], batch_indices [B]) -> scalar`` added to the
             objective of every training batch; ``batch_indices`` are the batch's sample indices
@@ -141,6 +143,7 @@ class Trainer:
     def __init__(self, model: nn.Module, cfg: TrainConfig, train: BatchLoader,
                  val: Iterable[tuple[Tensor, Tensor]], *, checkpoint_dir: str | Path | None = None,
                  seed: int = 0, callbacks: Sequence[Callable[[Trainer], None]] = (),
+                 epoch_callbacks: Sequence[Callable[[list[dict]], None]] = (),
                  progress: bool | None = None,
                  extra_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
                  task_weight: float = 1.0) -> None:
@@ -154,6 +157,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.seed = seed
         self.callbacks = list(callbacks)
+        self.epoch_callbacks = list(epoch_callbacks)
         self.progress = progress
         self.extra_loss = extra_loss
         self.task_weight = task_weight
@@ -307,6 +311,8 @@ class Trainer:
             st.epoch, st.batch = st.epoch + 1, 0
             st.running = _Progress().running
             self._save_last()
+            for cb in self.epoch_callbacks:
+                cb(st.history)
         return FitResult(st.history, st.best_epoch, st.best_val_accuracy, st.train_seconds,
                          st.global_step)
 
