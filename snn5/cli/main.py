@@ -271,8 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"snn5 {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print(f"snn5 {args.command}: interrupted; `snn5 train ... --resume` continues a "
-              "training run from its last checkpoint", file=sys.stderr)
+        how = {"tune": "`snn5 tune ... --resume` continues the study (the interrupted trial is "
+                       "run again)",
+               "bench": "running the same `snn5 bench` again continues the suite"}.get(
+            args.command, "`snn5 train ... --resume` continues a training run from its last "
+                          "checkpoint")
+        print(f"snn5 {args.command}: interrupted; {how}", file=sys.stderr)
         return 130
 
 
