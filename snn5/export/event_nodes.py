@@ -20,7 +20,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from snn5.core.options import Reset
-from snn5.export.event_ops import Events, WindowGeometry, conv_fanout, linear_fanout, pool_route
+from snn5.export.event_ops import (
+    Events, WindowGeometry, conv_fanout, conv_synapses, linear_fanout, linear_synapses, pool_route,
+)
 from snn5.export.nir import META_KEY, plain
 
 Signal = Events | Tensor                   # one step on an edge: events, or a dense [B, *F]
@@ -74,6 +76,7 @@ class WeightNode:
                              f"[out, in], got shape {w.shape}; reshape the weight to 2-d")
         self.weight = _tensor(w, dtype)                                  # [out, in]
         self.weight_t = self.weight.t().contiguous()                     # [in, out]
+        self.synapses = linear_synapses(self.weight_t)                   # [in] nonzero fan-out
         bias = getattr(node, "bias", None)
         self.bias = None if bias is None else _tensor(bias, dtype).reshape(-1)
 
@@ -82,7 +85,7 @@ class WeightNode:
             raise ValueError(f"Linear/Affine expects {self.weight.shape[1]} input features, "
                              f"got shape {_shape(x)}; add a Flatten node before it")
         if isinstance(x, Events):
-            y, synops = linear_fanout(x, self.weight_t)                  # [B, out]
+            y, synops = linear_fanout(x, self.weight_t, self.synapses)   # [B, out]
             c["synops"] += synops
         else:
             y = x @ self.weight_t                                        # [B, out] dense
@@ -104,6 +107,7 @@ class ConvNode:
         self.stride = _pairs(node.stride, self.nd, f"node '{name}' stride")
         self.dilation = _pairs(node.dilation, self.nd, f"node '{name}' dilation")
         self.groups = int(node.groups)
+        self.synapses = conv_synapses(self.weight, self.groups)         # [g, C_in/g, *k]
         if isinstance(node.padding, str):
             if node.padding == "same" and any(s != 1 for s in self.stride):
                 raise ValueError(f"node '{name}': padding 'same' needs stride 1, got "
@@ -132,7 +136,8 @@ class ConvNode:
     def step(self, x: Signal, c: dict[str, int]) -> Signal:
         geom = self.geometry(_shape(x))
         if isinstance(x, Events):
-            y, synops = conv_fanout(x, self.weight, self.groups, geom)   # [B, C_out, *O]
+            y, synops = conv_fanout(x, self.weight, self.groups, geom,
+                                    self.synapses)                       # [B, C_out, *O]
             c["synops"] += synops
         else:
             pad = [p for lo, hi in zip(reversed(self.pad_lo), reversed(self.pad_hi))

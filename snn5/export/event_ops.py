@@ -83,12 +83,19 @@ class Events:
                       first.shape, first.batch)
 
 
-def linear_fanout(events: Events, weight_t: Tensor) -> tuple[Tensor, int]:
+def linear_synapses(weight_t: Tensor) -> Tensor:
+    """Nonzero synapses of every input, ``[in_features]`` (float64), from ``W^T``; computed
+    once per graph, not per step (pruned weights are zeros)."""
+    return (weight_t != 0).sum(1, dtype=torch.float64)
+
+
+def linear_fanout(events: Events, weight_t: Tensor, synapses: Tensor) -> tuple[Tensor, int]:
     """Accumulate the events into ``W x`` without the dense ``x``.
 
     Args:
         events: spikes of the input ``(in_features,)``.
         weight_t: ``W^T`` as ``[in_features, out_features]`` (contiguous rows to gather).
+        synapses: :func:`linear_synapses` of ``weight_t``.
 
     Returns:
         ``(out [B, out_features], synops)`` with ``synops`` = the spikes times the nonzero
@@ -97,7 +104,7 @@ def linear_fanout(events: Events, weight_t: Tensor) -> tuple[Tensor, int]:
     out = weight_t.new_zeros(events.batch, weight_t.shape[1])          # [B, out]
     rows = weight_t[events.index] * events.value.to(weight_t.dtype)[:, None]   # [N, out]
     out.index_add_(0, events.sample, rows)
-    fan_out = (weight_t[events.index] != 0).sum(1, dtype=torch.float64)       # [N]
+    fan_out = synapses[events.index]                                   # [N]
     return out, round(float((events.count.to(torch.float64) * fan_out).sum()))
 
 
@@ -156,8 +163,21 @@ def window_hits(events: Events, geom: WindowGeometry
     return hits
 
 
-def conv_fanout(events: Events, weight: Tensor, groups: int, geom: WindowGeometry
-                ) -> tuple[Tensor, int]:
+def _by_group(weight: Tensor, groups: int) -> Tensor:
+    """``[C_out, C_in/g, *k] -> [groups, C_in/g, *k, C_out/g]``: the weights a spike of
+    (group, local channel) sends through each tap."""
+    c_out, c_in_g = weight.shape[:2]
+    return weight.reshape(groups, c_out // groups, c_in_g, *weight.shape[2:]).movedim(1, -1)
+
+
+def conv_synapses(weight: Tensor, groups: int) -> Tensor:
+    """Nonzero synapses of every (group, local input channel, tap), ``[groups, C_in/g, *k]``
+    (float64); computed once per graph, not per step (pruned weights are zeros)."""
+    return (_by_group(weight, groups) != 0).sum(-1, dtype=torch.float64)
+
+
+def conv_fanout(events: Events, weight: Tensor, groups: int, geom: WindowGeometry,
+                synapses: Tensor) -> tuple[Tensor, int]:
     """Accumulate the events into ``conv(x, W)`` (no bias) without the dense ``x``.
 
     Args:
@@ -165,6 +185,7 @@ def conv_fanout(events: Events, weight: Tensor, groups: int, geom: WindowGeometr
         weight: ``[C_out, C_in / groups, *kernel]``.
         groups: convolution groups.
         geom: the window geometry.
+        synapses: :func:`conv_synapses` of ``weight``.
 
     Returns:
         ``(out [B, C_out, *out_size], synops)``, ``synops`` = the (spike, reached position,
@@ -174,11 +195,9 @@ def conv_fanout(events: Events, weight: Tensor, groups: int, geom: WindowGeometr
     c_out, c_in_g = weight.shape[:2]
     c_out_g = c_out // groups
     n_out = math.prod(geom.out_size)
-    # [groups, C_in/g, *kernel, C_out/g]: the weights a spike of (group, local channel) sends
-    w = weight.reshape(groups, c_out_g, c_in_g, *geom.kernel).movedim(1, -1)
+    w = _by_group(weight, groups)                                      # [g, C_in/g, *k, C_out/g]
     out = weight.new_zeros(events.batch * n_out * groups, c_out_g)     # [B*O*groups, C_out/g]
     value = events.value.to(weight.dtype)
-    synapses = (w != 0).sum(-1, dtype=torch.float64)                   # [groups, C_in/g, *k]
     triples = 0.0
     for tap, keep, channel, out_flat in window_hits(events, geom):
         group, local = channel // c_in_g, channel % c_in_g
@@ -212,5 +231,6 @@ def pool_route(events: Events, geom: WindowGeometry, scale: float) -> Events:
                   shape, events.batch)
 
 
-__all__ = ["Events", "WindowGeometry", "conv_fanout", "linear_fanout", "pool_route",
+__all__ = ["Events", "WindowGeometry", "conv_fanout", "conv_synapses", "linear_fanout",
+           "linear_synapses", "pool_route",
            "window_hits"]
