@@ -101,11 +101,11 @@ def snn5_run(model: SpikingClassifier, x: Tensor) -> tuple[dict[str, Tensor], Te
 
 # ----------------------------------------------------------------------------- peers
 
-def load_peer(peer: Peer, graph: nir.NIRGraph, reset: str) -> nn.Module:
+def load_peer(peer: Peer, graph: nir.NIRGraph, reset: str, dt: float = DT) -> nn.Module:
     if peer is Peer.NORSE:
         import norse.torch as norse
         from norse.torch.functional.reset import reset_subtract, reset_value
-        return norse.from_nir(graph, dt=DT, ignore_warnings=True,
+        return norse.from_nir(graph, dt=dt, ignore_warnings=True,
                               reset_method=reset_subtract if reset == "subtract" else reset_value)
     from snntorch.import_nir import import_from_nir
     with contextlib.redirect_stdout(io.StringIO()):   # it prints its weight-scaling notes

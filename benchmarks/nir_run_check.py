@@ -26,8 +26,6 @@ reset only (see docs/event_runtime.md): use a run trained with ``reset: zero``
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import time
 from pathlib import Path
@@ -42,50 +40,15 @@ from snn5.export.peers import Peer, to_peer_graph
 from snn5.metrics import ENERGY_MODELS, energy_breakdown
 from snn5.runs.run import load_run
 
+import nir_crosscheck as crosscheck          # the peers' loading and stepping (same folder)
+
 
 def load_peer(peer: Peer, graph: nir.NIRGraph, dt: float) -> nn.Module | None:
+    """The peer's executor of ``graph`` (zero reset), or None when the peer is not installed."""
     try:
-        if peer is Peer.NORSE:
-            import norse.torch as norse
-            from norse.torch.functional.reset import reset_value
-            return norse.from_nir(graph, dt=dt, ignore_warnings=True, reset_method=reset_value)
-        from snntorch.import_nir import import_from_nir
+        return crosscheck.load_peer(peer, graph, "zero", dt=dt)
     except ImportError:
         return None
-    with contextlib.redirect_stdout(io.StringIO()):       # it prints its weight-scaling notes
-        return import_from_nir(graph)
-
-
-def peer_run(peer: Peer, net: nn.Module, x: Tensor, steps: int, tau: float, dt: float,
-             names: list[str]) -> tuple[Tensor, dict[str, Tensor]]:
-    """Step a peer executor on the static input: its readout membrane ``[T, B, C]`` and the
-    spikes ``[T, B, *F]`` of the neuron nodes ``names``."""
-    modules = dict(net.named_modules())
-    trace: list[Tensor] = []
-    spikes: dict[str, list[Tensor]] = {n: [] for n in names}
-
-    def readout_hook(m: nn.Module, args: Any, out: Any) -> None:
-        state = m.mem if isinstance(out, Tensor) else out[1]
-        trace.append((state if isinstance(state, Tensor) else state.v).detach().clone())
-
-    def spike_hook(m: nn.Module, args: Any, out: Any, key: str) -> None:
-        spikes[key].append((out if isinstance(out, Tensor) else out[0]).detach().clone())
-
-    handles = [modules["readout"].register_forward_hook(readout_hook)]
-    for n in names:
-        module = modules.get(n) or modules.get(n.replace(".", "_"))
-        handles.append(module.register_forward_hook(
-            lambda m, a, out, key=n: spike_hook(m, a, out, key)))
-    state = None
-    with torch.no_grad():
-        for _ in range(steps):
-            _, state = net(x, state)
-    for h in handles:
-        h.remove()
-    v = torch.stack(trace)
-    if peer is Peer.SNNTORCH:                             # its membrane is v / (1 - beta)
-        v = v * (1.0 - torch.exp(torch.tensor(-dt / tau)))
-    return v, {n: torch.stack(z) for n, z in spikes.items()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -133,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             acc = counts.setdefault(node, dict.fromkeys(c, 0.0))
             for k, v in c.items():
                 acc[k] += v
-        ours = _spikes(model, x)
+        ours, _ = crosscheck.snn5_run(model, x)                         # spikes per layer
         spike_tensors += len(ours)
         same["event_runtime"] += sum(torch.equal(res.spikes[n], z) for n, z in ours.items())
         for peer, net in peers.items():
@@ -141,7 +104,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 continue
             net = load_peer(peer, peer_graphs[peer], dt)   # fresh: imported layers may keep
             t0 = time.perf_counter()                          # their membrane between calls
-            v, z_peer = peer_run(peer, net, x, steps, tau, dt, list(ours))
+            z_peer, v_peer = crosscheck.peer_run(peer, net, x, [*ours, "readout"], steps)
+            v = v_peer["readout"]                                        # [T, B, C]
+            if peer is Peer.SNNTORCH:                     # its membrane is v / (1 - beta)
+                v = v * (1.0 - torch.exp(torch.tensor(-dt / tau)))
             seconds[peer.value] += time.perf_counter() - t0
             preds[peer.value].append(v.mean(0).argmax(-1))
             same[peer.value] += sum(torch.equal(z_peer[n].reshape(z.shape), z)
@@ -171,20 +137,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     return result
-
-
-def _spikes(model: nn.Module, x: Tensor) -> dict[str, Tensor]:
-    """Spikes ``[T, B, *F]`` of each body neuron under its NIR node name."""
-    from snn5.nn.neurons import NeuronBase
-    seen: dict[str, Tensor] = {}
-    handles = [layer.register_forward_hook(
-        lambda m, a, out, key=f"body.{i}": seen.__setitem__(key, out[0].detach()))
-        for i, layer in enumerate(model.body) if isinstance(layer, NeuronBase)]
-    with torch.no_grad():
-        model(x)
-    for h in handles:
-        h.remove()
-    return seen
 
 
 if __name__ == "__main__":
