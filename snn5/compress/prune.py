@@ -304,17 +304,14 @@ def _calibrate(model: nn.Module, module: nn.Module, calibration,
                reduce: Callable[[Tensor], Tensor]) -> Tensor:
     """Mean over the calibration batches' input rows of ``module`` (see :func:`_rows`) of
     ``reduce(rows) / N`` in float64: ``X^T X / N`` or the squared norms ``||x_j||^2 / N``."""
-    total: list[Tensor] = []
-    seen = [0]
+    total: Tensor | float = 0.0
+    seen = 0
 
     def hook(mod: nn.Module, args: tuple) -> None:
+        nonlocal total, seen
         rows = _rows(mod, args[0].detach()).to(torch.float64)              # [N, fan_in]
-        value = reduce(rows)
-        if total:
-            total[0].add_(value)
-        else:
-            total.append(value)
-        seen[0] += rows.shape[0]
+        total = total + reduce(rows)
+        seen += rows.shape[0]
 
     handle = module.register_forward_pre_hook(hook)
     was_training = model.training
@@ -326,10 +323,10 @@ def _calibrate(model: nn.Module, module: nn.Module, calibration,
     finally:
         handle.remove()
         model.train(was_training)
-    if seen[0] == 0:
+    if seen == 0:
         raise ValueError("the calibration batches never reached a selected layer; pass inputs "
                          "that model(x) accepts")
-    return total[0] / seen[0]
+    return total / seen
 
 
 def _sparsegpt(module: nn.Module, h: Tensor, cfg: HessianPrune,

@@ -110,11 +110,11 @@ def to_peer_graph(graph: nir.NIRGraph, peer: Peer | str, dt: float) -> nir.NIRGr
                                           padding=node.padding, metadata=node.metadata)
             fold[name] = 1.0 / math.prod(int(k) for k in np.atleast_1d(node.kernel_size))
     for name, scale in fold.items():
-        _scale_next_weights(g, name, scale)
+        _fold_pool_scale(g, name, scale)
     return g
 
 
-def _scale_next_weights(g: nir.NIRGraph, start: str, scale: float) -> None:
+def _fold_pool_scale(g: nir.NIRGraph, start: str, scale: float) -> None:
     """Multiply the weights of the first weight node after ``start`` (through flatten nodes);
     when a neuron comes first (a pool on currents, before the neuron), the weights and bias of
     the weight node right before ``start`` instead: ``avg(W x + b) = sum((W / k) x + b / k)``
