@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dotted override, e.g. --set train.epochs=3 (repeatable)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint")
+    p.add_argument("--nproc", type=int, default=1, metavar="K",
+                   help="train data-parallel in K processes on this machine (torchrun; gloo on "
+                   "CPU, one GPU per process with NCCL); see docs/distributed.md")
     _add_data_dir(p)
 
     p = sub.add_parser("convert", help="train (or load) an ANN and convert it to an SNN")
@@ -97,8 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+    rank = int(os.environ.get("RANK", "0") or 0)      # torchrun: only rank 0 reports progress
+    logging.basicConfig(level=logging.WARNING if quiet or rank > 0 else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+
+def _torchrun(nproc: int, argv: Sequence[str]) -> int:
+    """Run ``snn5 <argv>`` in ``nproc`` processes under torchrun (one machine)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", "-m", "snn5", *argv]
+    log.info("starting %d processes: %s", nproc, " ".join(cmd))
+    return subprocess.call(cmd)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -109,7 +123,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.data_dir is not None:
         overrides.append(f"data.data_dir={args.data_dir}")
     cfg = load_config(args.config, overrides)
+    if args.nproc != 1:
+        if args.nproc < 1:
+            raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+        if "WORLD_SIZE" in os.environ:
+            raise ValueError("--nproc inside a torchrun launch; give the process count to "
+                             "torchrun (--nproc_per_node) and drop --nproc")
+        argv = [*(["--debug"] if args.debug else []), *(["-q"] if args.quiet else []),
+                "train", args.config, "--out", args.out,
+                *(f"--set={o}" for o in args.overrides), *(["--resume"] if args.resume else []),
+                *([f"--data-dir={args.data_dir}"] if args.data_dir is not None else [])]
+        return _torchrun(args.nproc, argv)
     m = train_run(cfg, args.out, resume=args.resume)
+    if not m:                                   # a rank other than 0 of a distributed run
+        return 0
     print(f"test accuracy {m['test_accuracy']:.2%} (val {m['val_accuracy']:.2%}, best epoch "
           f"{m['best_epoch'] + 1}); firing rate {m['firing_rate']['mean']}; "
           f"energy {m['energy_j_per_sample']:.3g} J/sample; run folder {args.out}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import numbers
 from collections.abc import Callable, Iterator
@@ -48,6 +49,11 @@ class BatchLoader:
             augmentation such as :class:`snn5.data.Augment`); its generator is seeded from
             ``(seed, epoch, batch)``, so augmented batches are reproducible and resumable.
 
+    Distributed data parallelism: :meth:`shard` gives the loader of one of ``world_size``
+    processes, which yields its contiguous part of every batch of this loader. The batches
+    (order, size, augmentation draws) stay those of the one-process loader, so ``K`` processes
+    together see exactly the batches one process would see.
+
     Shape:
         Each batch is ``(x, y)`` with ``x: [B, *input_shape]`` and ``y: [B]``.
 
@@ -84,6 +90,44 @@ class BatchLoader:
         self.drop_last = bool(drop_last)
         self.augment = augment
         self._num_batches = num_batches
+        self.rank, self.world_size = 0, 1
+
+    def shard(self, rank: int, world_size: int) -> BatchLoader:
+        """The loader of process ``rank`` of ``world_size``: the same batches as this loader,
+        each cut into ``world_size`` contiguous parts (sizes differ by at most one, the first
+        parts larger), of which it yields part ``rank``.
+
+        Raises:
+            ValueError: a batch has fewer samples than processes (a process would get none).
+        """
+        if not _is_int(world_size) or world_size < 1:
+            raise ValueError(f"world_size must be an integer >= 1, got {world_size!r}.")
+        if not _is_int(rank) or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be an integer in [0, {world_size}), got {rank!r}.")
+        smallest = min(self.batch_size, self.global_batch_size(self._num_batches - 1))
+        if smallest < world_size:
+            n = len(self.dataset)
+            raise ValueError(
+                f"cannot share batches among {world_size} processes: the smallest batch has "
+                f"{smallest} samples ({n} samples, batch_size={self.batch_size}, the last batch "
+                f"holds the remainder); every process needs at least one. Choose a batch_size "
+                f"whose remainder is 0 or >= {world_size}, or use fewer processes.")
+        shard = copy.copy(self)
+        shard.rank, shard.world_size = int(rank), int(world_size)
+        return shard
+
+    def global_batch_size(self, batch: int) -> int:
+        """Samples in batch ``batch`` of the whole loader (all processes together)."""
+        lo = batch * self.batch_size
+        return min(self.batch_size, len(self.dataset) - lo)
+
+    def positions(self, batch: int) -> slice:
+        """Where this process's samples of batch ``batch`` sit in the epoch's :meth:`order`."""
+        lo = batch * self.batch_size
+        size = self.global_batch_size(batch)
+        part, extra = divmod(size, self.world_size)
+        first = lo + self.rank * part + min(self.rank, extra)
+        return slice(first, first + part + (self.rank < extra))
 
     @property
     def num_batches(self) -> int:
@@ -133,21 +177,28 @@ class BatchLoader:
         if order is not None:
             order = order.to(y.device)
         for b in range(start, self._num_batches):
-            lo, hi = b * self.batch_size, (b + 1) * self.batch_size
+            # the augmentation draws are those of the whole batch: augment it, then cut
+            whole = self.augment is not None and self.world_size > 1
+            lo = b * self.batch_size
+            part = slice(lo, lo + self.batch_size) if whole else self.positions(b)
             if order is None:
-                xb, yb = x[lo:hi], y[lo:hi]           # views, no copy
+                xb, yb = x[part], y[part]             # views, no copy
             else:
-                idx = order[lo:hi]                    # [B]
+                idx = order[part]                     # [B]
                 xb, yb = x[idx], y[idx]
             if self.augment is not None:
                 generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, b))
                 xb = self.augment(xb, generator)
+            if whole:
+                mine = self.positions(b)
+                xb, yb = xb[mine.start - lo:mine.stop - lo], yb[mine.start - lo:mine.stop - lo]
             yield xb, yb
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.batches(0)
 
     def __repr__(self) -> str:
+        shard = f", rank={self.rank}, world_size={self.world_size}" if self.world_size > 1 else ""
         return (f"BatchLoader(n={len(self.dataset)}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, seed={self.seed}, drop_last={self.drop_last}, "
-                f"augment={self.augment!r}, num_batches={self._num_batches})")
+                f"augment={self.augment!r}, num_batches={self._num_batches}{shard})")

@@ -31,6 +31,7 @@ from snn5.runs.provenance import provenance
 from snn5.runs.report import write_run_report
 from snn5.train.checkpoint import load_checkpoint, unprefixed
 from snn5.train.device import resolve_device
+from snn5.train.distributed import Dist, init_distributed, launched_by_torchrun, shutdown
 from snn5.train.distill import (
     LiveTeacher, SoftTargetLoss, load_teacher, teacher_logits, teacher_weights_path,
 )
@@ -96,24 +97,49 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
         epoch_callbacks: ``cb(history)`` after every epoch, for every paradigm that trains in
             epochs (surrogate, ann, distill, plasticity), e.g. a search's pruning reports.
 
+    Started by torchrun with several processes (``torchrun --nproc_per_node=K -m snn5 train``),
+    the gradient paradigms (surrogate, ann, distill) train data-parallel
+    (:mod:`snn5.train.distributed`); rank 0 writes the run folder and returns the metrics, the
+    other ranks return ``{}``.
+
     Returns:
         The contents of ``metrics.json``.
     """
     out = Path(out)
+    if launched_by_torchrun() and cfg.paradigm in ("conversion", "plasticity"):
+        raise ValueError(f"paradigm {cfg.paradigm} runs in one process (torchrun started "
+                         f"{os.environ['WORLD_SIZE']}); start it without torchrun / --nproc. "
+                         "Data-parallel training covers surrogate, ann and distill.")
     if cfg.paradigm == "conversion":
         if resume:
             raise ValueError("a conversion run does not resume; start it again with a new --out")
         from snn5.runs.convert import convert_run
         return convert_run(cfg, out, progress=progress)
-    _prepare_out(cfg, out, resume)
-    data = load_dataset(cfg.data)                 # fail on data/model problems before writing
+    _prepare_out(cfg, out, resume)                # every process checks before any writes
+    joined = launched_by_torchrun() and not torch.distributed.is_initialized()
+    d = init_distributed(resolve_device(cfg.train.device))    # Dist() outside torchrun
+    try:
+        return _train_run(cfg, out, d, resume=resume, progress=progress, callbacks=callbacks,
+                          epoch_callbacks=epoch_callbacks)
+    finally:
+        if joined:
+            shutdown(d)
+
+
+def _train_run(cfg: RunConfig, out: Path, d: Dist, *, resume: bool, progress: bool | None,
+               callbacks, epoch_callbacks) -> dict[str, Any]:
+    d.barrier()                                   # all checked the folder: rank 0 may write
+    with d.main_first():                          # rank 0 fills the dataset cache first
+        data = load_dataset(cfg.data)             # fail on data/model problems before writing
     model, ann = build_run_models(cfg, data)
     augment = cfg.data.augment if cfg.data.augment.active else None
     if augment is not None:
         augment.check_sample_shape(tuple(data.train.x.shape[1:]))
-    soft, distilled = distill_term(cfg, data) if cfg.paradigm == "distill" else (None, {})
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / CONFIG)
+    with d.main_first():                          # ... and the teacher's logit cache
+        soft, distilled = distill_term(cfg, data) if cfg.paradigm == "distill" else (None, {})
+    if d.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / CONFIG)
     if cfg.paradigm == "plasticity":
         pc = cfg.plasticity
         device = resolve_device(pc.device)
@@ -132,11 +158,13 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
                           BatchLoader(data.val, cfg.train.eval_batch_size, shuffle=False),
                           checkpoint_dir=out / "checkpoints", seed=cfg.seed, callbacks=callbacks,
                           epoch_callbacks=epoch_callbacks, progress=progress, extra_loss=soft,
-                          task_weight=1.0 if soft is None else soft.task_weight)
+                          task_weight=1.0 if soft is None else soft.task_weight, dist=d)
         device = trainer.device
         started = provenance(device)              # the code and machine this process runs on
         fit = trainer.fit(resume=resume)
         epochs = cfg.train.epochs
+        if not d.is_main:
+            return {}
     load_weights(model, out / "checkpoints" / BEST)
     metrics = {
         "paradigm": cfg.paradigm, "model": cfg.model.name, "seed": cfg.seed,
@@ -148,6 +176,9 @@ def train_run(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False,
     }
     if cfg.paradigm == "distill":
         metrics["distill"] = distilled
+    if d.active:
+        metrics["distributed"] = {"world_size": d.world_size,
+                                  "backend": torch.distributed.get_backend()}
     write_outputs(out, cfg, model, data, metrics)
     return metrics
 

@@ -184,3 +184,55 @@ def test_bad_epoch(epoch):
     loader = BatchLoader(make_dataset(), 10, shuffle=True)
     with pytest.raises(ValueError, match="epoch must be an integer >= 0"):
         loader.batches(epoch)
+
+
+# ---------------------------------------------------------------- shards (data parallelism)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_shards_together_are_the_one_process_batches(world, drop_last):
+    loader = BatchLoader(make_dataset(103), 10, shuffle=True, seed=3, drop_last=drop_last)
+    shards = [loader.shard(r, world) for r in range(world)]
+    whole = ids(loader.batches(epoch=2))
+    parts = [ids(s.batches(epoch=2)) for s in shards]
+    for b, batch in enumerate(whole):
+        joined = [i for part in parts for i in part[b]]
+        assert joined == batch                               # same samples, same order
+        sizes = [len(part[b]) for part in parts]
+        assert max(sizes) - min(sizes) <= 1
+    order = loader.order(2)
+    for s, part in zip(shards, parts):                      # positions name the shard's samples
+        for b in range(loader.num_batches):
+            assert order[s.positions(b)].tolist() == part[b]
+
+
+def test_shard_resumes_mid_epoch():
+    shard = BatchLoader(make_dataset(103), 10, shuffle=True, seed=0).shard(1, 2)
+    assert ids(shard.batches(epoch=1, start=4)) == ids(shard.batches(epoch=1))[4:]
+
+
+def test_shards_cut_the_augmented_whole_batch():
+    """The augmentation draws are those of the one-process batch, whatever the shard."""
+    def jitter(x, generator):
+        return x + torch.rand(x.shape[0], 1, generator=generator)   # one draw per sample
+
+    ds = make_dataset(45)
+    loader = BatchLoader(ds, 16, shuffle=True, seed=1, augment=jitter)
+    whole = [x for x, _ in loader.batches(epoch=0)]
+    parts = [[x for x, _ in loader.shard(r, 2).batches(epoch=0)] for r in range(2)]
+    for b, x in enumerate(whole):
+        assert torch.equal(torch.cat([parts[0][b], parts[1][b]]), x)
+
+
+def test_shard_rejects_a_batch_smaller_than_the_processes():
+    loader = BatchLoader(make_dataset(41), 10, shuffle=False)     # last batch: 1 sample
+    with pytest.raises(ValueError, match="smallest batch has 1 samples.*batch_size"):
+        loader.shard(0, 2)
+    assert loader.world_size == 1 and len(ids(loader.batches(0))[-1]) == 1
+
+
+@pytest.mark.parametrize(("rank", "world"), [(2, 2), (-1, 2), (0, 0), (0, 1.5)])
+def test_shard_rejects_bad_rank_or_world(rank, world):
+    with pytest.raises(ValueError, match="rank|world_size"):
+        BatchLoader(make_dataset(20), 5, shuffle=False).shard(rank, world)

@@ -37,6 +37,7 @@ from snn5.train.checkpoint import (
     split_state, unprefixed,
 )
 from snn5.train.device import resolve_device
+from snn5.train.distributed import Dist, sync_batchnorm_, unsync_batchnorm_
 from snn5.train.surrogate.config import CELoss, TrainConfig
 from snn5.train.surrogate.losses import (
     chunk_loss, mean_rate, rate_penalty, spike_entropy, trt_weights,
@@ -138,6 +139,11 @@ class Trainer:
             in ``train.dataset`` (e.g. a distillation term reading cached teacher logits).
             Not with ``train.tbptt_steps``.
         task_weight: weight of the label loss (``train.loss``) in the objective.
+        dist: this process's place in a data-parallel run (:mod:`snn5.train.distributed`;
+            default: one process). With more than one process the trainer trains its part of
+            every batch of ``train`` under DistributedDataParallel, evaluates its part of
+            ``val`` and sums the metrics over the processes; only rank 0 writes checkpoints
+            and shows progress. Batch norm layers use global-batch statistics while it trains.
     """
 
     def __init__(self, model: nn.Module, cfg: TrainConfig, train: BatchLoader,
@@ -146,13 +152,16 @@ class Trainer:
                  epoch_callbacks: Sequence[Callable[[list[dict]], None]] = (),
                  progress: bool | None = None,
                  extra_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
-                 task_weight: float = 1.0) -> None:
+                 task_weight: float = 1.0, dist: Dist | None = None) -> None:
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+        self.dist = dist or Dist()
+        self.device = self.dist.device(resolve_device(cfg.device))
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
         self.model = model.to(self.device)
-        self.train_loader = train
+        self.train_loader = train.shard(self.dist.rank, self.dist.world_size)
+        if isinstance(val, BatchLoader):
+            val = val.shard(self.dist.rank, self.dist.world_size)
         self.val_loader = val
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.seed = seed
@@ -168,6 +177,12 @@ class Trainer:
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
         self.state = _Progress()
+        self.net: nn.Module = self.model          # what the training forward pass calls
+        if self.dist.active:
+            sync_batchnorm_(self.model)
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                else None)
 
     # ------------------------------------------------------------------ setup
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -183,6 +198,10 @@ class Trainer:
     def _check_objective(self) -> None:
         """Refuse, before any work, a loss or TBPTT setting the model cannot serve."""
         cfg, model = self.cfg, self.model
+        if cfg.tbptt_steps is not None and self.dist.active:
+            raise ValueError("train.tbptt_steps runs several forward passes per backward pass, "
+                             "which DistributedDataParallel does not synchronise; unset "
+                             "train.tbptt_steps for a distributed run, or train in one process")
         if cfg.tbptt_steps is not None and self.extra_loss is not None:
             raise ValueError("an extra loss term (e.g. distillation) needs the logits of the "
                              "whole sequence; unset train.tbptt_steps to use it.")
@@ -248,9 +267,14 @@ class Trainer:
     def _save_last(self) -> None:
         if self.checkpoint_dir is None:
             return
+        rngs = self.dist.gather(rng_state())      # every process's stream (a collective)
+        if not self.dist.is_main:
+            return
         optim_tensors, optim_skeleton = split_state(self.optimizer.state_dict(), "optim")
         tensors = {**prefixed("model", self.model.state_dict()), **optim_tensors,
-                   **prefixed("rng", rng_state())}
+                   **prefixed("rng", rngs[0])}
+        for rank, state in enumerate(rngs[1:], start=1):
+            tensors.update(prefixed(f"rng_rank{rank}", state))
         meta: dict[str, Any] = {"kind": "train_state", **asdict(self.state),
                                 "optimizer": optim_skeleton}
         if self.scaler is not None:
@@ -258,7 +282,7 @@ class Trainer:
         save_checkpoint(self.checkpoint_dir / LAST, tensors, meta)
 
     def _save_best(self, epoch: int, val_accuracy: float) -> None:
-        if self.checkpoint_dir is None:
+        if self.checkpoint_dir is None or not self.dist.is_main:
             return
         save_checkpoint(self.checkpoint_dir / BEST, prefixed("model", self.model.state_dict()),
                         {"kind": "weights", "epoch": epoch, "val_accuracy": val_accuracy})
@@ -276,7 +300,15 @@ class Trainer:
         meta.pop("scaler", None)
         meta.pop("kind")
         self.state = _Progress(**meta)
-        set_rng_state(unprefixed("rng", tensors))
+        rank = self.dist.rank
+        own = unprefixed("rng" if rank == 0 else f"rng_rank{rank}", tensors)
+        if own:
+            set_rng_state(own)
+        else:
+            torch.manual_seed(self.seed + rank)
+            log.warning("%s holds no random stream of process %d (it was written by fewer "
+                        "processes); this process draws a fresh one: the data order is the "
+                        "same, dropout/Poisson noise is not", path, rank)
         log.info("resumed from %s at epoch %d, batch %d (step %d)", path, self.state.epoch,
                  self.state.batch, self.state.global_step)
         return True
@@ -287,21 +319,32 @@ class Trainer:
         if not (resume and self._restore()):
             if resume:
                 log.info("no checkpoint to resume from in %s; starting fresh", self.checkpoint_dir)
-            torch.manual_seed(self.seed)
+            torch.manual_seed(self.seed + self.dist.rank)    # independent noise per process
+        try:
+            return self._fit()
+        finally:
+            if self.dist.active:
+                unsync_batchnorm_(self.model)
+
+    def _fit(self) -> FitResult:
         st = self.state
         while st.epoch < self.cfg.epochs:
             self._train_epoch()
             val_loss, val_acc, _ = self.evaluate(self.val_loader)
             run = st.running
+            if self.dist.active:      # sums over the processes (each trained its part)
+                run["loss"], run["correct"], run["seen"], run["rate"] = self.dist.sum(
+                    [run["loss"], run["correct"], run["seen"], run["rate"]])
             record = EpochRecord(
                 epoch=st.epoch, train_loss=run["loss"] / max(run["seen"], 1),
                 train_accuracy=run["correct"] / max(run["seen"], 1), val_loss=val_loss,
                 val_accuracy=val_acc, firing_rate=run["rate"] / max(self.train_loader.num_batches, 1),
                 lr=self.optimizer.param_groups[0]["lr"], seconds=run.get("seconds", 0.0))
             st.history.append(asdict(record))
-            log.info("epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f  rate %.4f",
-                     st.epoch + 1, self.cfg.epochs, record.train_loss, record.train_accuracy,
-                     val_acc, record.firing_rate)
+            (log.info if self.dist.is_main else log.debug)(
+                "epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f  rate %.4f",
+                st.epoch + 1, self.cfg.epochs, record.train_loss, record.train_accuracy,
+                val_acc, record.firing_rate)
             if val_acc > st.best_val_accuracy or (
                     val_acc == st.best_val_accuracy and st.best_val_loss is not None
                     and val_loss < st.best_val_loss):
@@ -319,21 +362,21 @@ class Trainer:
     def _train_epoch(self) -> None:
         st, cfg, loader = self.state, self.cfg, self.train_loader
         self.model.train()
+        disable = (not self.progress) if self.progress is not None else None   # None: a tty
         bar = tqdm(total=loader.num_batches, initial=st.batch, desc=f"epoch {st.epoch + 1}",
-                   disable=(not self.progress) if self.progress is not None else None,
+                   disable=disable if self.dist.is_main else True,
                    leave=False, dynamic_ncols=True)
         tick = time.perf_counter()
         order = loader.order(st.epoch) if self.extra_loss is not None else None
         for x, y in loader.batches(st.epoch, start=st.batch):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            lo = st.batch * loader.batch_size
             loss, correct, rate = self._step(x, y, None if order is None else
-                                             order[lo:lo + len(y)])    # [B] sample indices
+                                             order[loader.positions(st.batch)])  # [B] indices
             run = st.running
             run["loss"] += loss * len(y)
             run["correct"] += correct
             run["seen"] += len(y)
-            run["rate"] += rate
+            run["rate"] += rate * len(y) / loader.global_batch_size(st.batch)   # this part's share
             st.batch += 1
             st.global_step += 1
             now = time.perf_counter()
@@ -370,7 +413,7 @@ class Trainer:
                     lambda loss: self._backward(loss, x))
             else:
                 if isinstance(cfg.loss, CELoss):
-                    logits = self.model(x)
+                    logits = self.net(x)
                     loss = self.task_weight * F.cross_entropy(
                         logits.float(), y, label_smoothing=cfg.label_smoothing)
                     loss = self._add_regularisers(loss, rec.spikes, 1.0)
@@ -401,7 +444,7 @@ class Trainer:
 
     def _per_step(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(logits [B, C], scores [T, B, C])`` of the model (per-step losses need them)."""
-        return self.model(x, per_step=True)
+        return self.net(x, per_step=True)
 
     def _objective(self, scores: Tensor, y: Tensor, spikes: dict[str, Tensor], first: int,
                    total: int) -> Tensor:
@@ -423,10 +466,18 @@ class Trainer:
         return loss
 
     def _backward(self, loss: Tensor, x: Tensor) -> float:
-        """Check ``loss`` is finite (naming the step and layer if not), then backpropagate it."""
+        """Check ``loss`` is finite (naming the step and layer if not), then backpropagate it.
+
+        In a data-parallel run every process checks (all stop together) and scales its loss
+        by ``world_size * local_batch / global_batch``: DDP's mean of the gradients is then
+        the gradient of the mean loss over the global batch."""
         value = loss.item()
-        if not math.isfinite(value):
+        if self.dist.any(not math.isfinite(value)):
             raise self._nonfinite("loss", x)
+        if self.dist.active:
+            loader = self.train_loader
+            loss = loss * (self.dist.world_size * len(x) /
+                           loader.global_batch_size(self.state.batch))
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
         else:
@@ -443,6 +494,8 @@ class Trainer:
                    if p.grad is not None and not torch.isfinite(p.grad).all()]
             cause = f"non-finite gradients in {', '.join(bad[:8])}"
         else:
+            if self.dist.active:          # the diagnosis replays this process's batch alone
+                unsync_batchnorm_(self.model)
             layer = first_nonfinite_module(self.model, x)
             cause = (f"first non-finite output in layer {layer}" if layer else
                      "all layer outputs finite; the loss overflowed")
@@ -472,6 +525,9 @@ class Trainer:
                     spikes += float(z.float().sum())
                     neurons += z.numel()
         self.model.train(was_training)
+        if self.dist.active:
+            total_loss, correct, seen, spikes, neurons = self.dist.sum(
+                [total_loss, correct, seen, spikes, neurons])
         if seen == 0:
             raise ValueError("evaluation got no batches; is the validation split empty?")
         return total_loss / seen, correct / seen, spikes / max(neurons, 1.0)
