@@ -165,7 +165,7 @@ def global_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
         raise ValueError(f"{type(bn).__name__} expects [N, C, ...] inputs, got {tuple(x.shape)}")
     dims = [0, *range(2, x.dim())]
     shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
-    xf = x.float()
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     local = torch.cat([xf.sum(dims), xf.new_tensor([x.numel() / x.shape[1]])])
     total = all_reduce(local)                                    # [C + 1]: sums, count
     count = total[-1].detach()

@@ -197,3 +197,17 @@ def test_nproc_must_be_positive(tmp_path, capsys):
     path = write(tmp_path, "m", MLP)
     assert main(["train", str(path), "--out", str(tmp_path / "r"), "--nproc", "0"]) == 2
     assert "--nproc must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (NCCL, one "
+                    "process per GPU)")
+def test_two_gpus_train_like_one(tmp_path):
+    cfg = write(tmp_path, "conv", {**CONV, "train": {**CONV["train"], "device": "cuda",
+                                                     "amp": "off"}})
+    train_run(load_config(cfg), tmp_path / "one", progress=False)
+    done = torchrun("-m", "snn5", "train", str(cfg), "--out", str(tmp_path / "two"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert yaml.safe_load((tmp_path / "two" / "metrics.json").read_text())["distributed"] == {
+        "world_size": 2, "backend": "nccl"}
+    assert_close_weights(weights(tmp_path / "one"), weights(tmp_path / "two"), atol=1e-4)

@@ -159,9 +159,11 @@ class Trainer:
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
         self.model = model.to(self.device)
-        self.train_loader = train.shard(self.dist.rank, self.dist.world_size)
-        if isinstance(val, BatchLoader):
-            val = val.shard(self.dist.rank, self.dist.world_size)
+        if self.dist.active:              # this process's part of every batch
+            train = train.shard(self.dist.rank, self.dist.world_size)
+            if isinstance(val, BatchLoader):
+                val = val.shard(self.dist.rank, self.dist.world_size)
+        self.train_loader = train
         self.val_loader = val
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.seed = seed
