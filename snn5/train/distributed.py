@@ -159,53 +159,77 @@ class _GlobalBatchNorm:
 
 def global_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
     """Training-mode batch norm of ``x: [N_local, C, *]`` with the mean and (biased) variance
-    of the inputs of all processes together, gradients included (differentiable all-reduce),
-    and the running statistics updated as ``F.batch_norm`` updates them (unbiased variance)."""
+    of the inputs of all processes together, and the running statistics updated as
+    ``F.batch_norm`` updates them (unbiased variance, ``momentum`` or cumulative average).
+
+    Forward: each process's per-channel mean and variance (one fused pass), gathered and
+    combined exactly (Chan et al.'s parallel variance, float64), then the fused inference-mode
+    batch norm with those statistics. Backward: the fused batch-norm backward gives the direct
+    term and the local sums of the gradient and of gradient x normalised input; one all-reduce
+    of these sums adds the terms that flow through the global statistics (the formula of
+    ``torch.nn.SyncBatchNorm``, whose kernels exist for GPUs only).
+    """
     if x.dim() < 2:
         raise ValueError(f"{type(bn).__name__} expects [N, C, ...] inputs, got {tuple(x.shape)}")
     dims = [0, *range(2, x.dim())]
-    shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
     xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-    local = torch.cat([xf.sum(dims), xf.new_tensor([x.numel() / x.shape[1]])])
-    total = all_reduce(local)                                    # [C + 1]: sums, count
-    count = total[-1].detach()
-    mean = total[:-1] / count                                    # [C]
-    var = all_reduce(((xf - mean.view(shape)) ** 2).sum(dims)) / count
-    y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + bn.eps)
-    if bn.affine:
-        y = y * bn.weight.view(shape) + bn.bias.view(shape)
+    with torch.no_grad():
+        var, mean = torch.var_mean(xf, dims, correction=0)                     # [C] each
+        n = xf.numel() // xf.shape[1]
+        local = torch.cat([mean.double(), var.double(), mean.new_tensor([n], dtype=torch.float64)])
+        parts = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, local)
+        table = torch.stack(parts)                                            # [K, 2C + 1]
+        c = xf.shape[1]
+        counts = table[:, -1:]                                                # [K, 1]
+        total = float(counts.sum())
+        g_mean = (counts * table[:, :c]).sum(0) / total
+        g_var = (counts * (table[:, c:2 * c] + (table[:, :c] - g_mean) ** 2)).sum(0) / total
+        mean, var = g_mean.to(xf.dtype), g_var.to(xf.dtype)
+    y = _GlobalBatchNormFn.apply(xf, bn.weight if bn.affine else None,
+                                 bn.bias if bn.affine else None, mean, var, total, bn.eps)
     if bn.track_running_stats and bn.running_mean is not None:
         with torch.no_grad():
             bn.num_batches_tracked.add_(1)
             factor = (1.0 / float(bn.num_batches_tracked) if bn.momentum is None
                       else bn.momentum)
-            n = float(count)
-            bn.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
-            unbiased = var.detach() * (n / max(n - 1.0, 1.0))
-            bn.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
+            bn.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+            bn.running_var.mul_(1 - factor).add_(var * (total / max(total - 1.0, 1.0)),
+                                                 alpha=factor)
     return y.to(x.dtype)
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over the processes; the gradient of each process's input is the sum of the output
-    gradients of all processes (every process's loss depends on every input)."""
+class _GlobalBatchNormFn(torch.autograd.Function):
+    """``(x - mean) / sqrt(var + eps) * weight + bias`` where ``mean`` and ``var`` are the
+    global-batch statistics of ``x`` (all processes, ``total`` samples x positions); the
+    backward pass includes their dependence on ``x``."""
 
     @staticmethod
-    def forward(ctx, t: Tensor) -> Tensor:          # type: ignore[override]
-        t = t.clone()
-        dist.all_reduce(t)
-        return t
+    def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None,  # type: ignore[override]
+                mean: Tensor, var: Tensor, total: float, eps: float) -> Tensor:
+        ctx.save_for_backward(x, weight, mean, var)
+        ctx.total, ctx.eps, ctx.has_bias = total, eps, bias is not None
+        return torch.nn.functional.batch_norm(x, mean, var, weight, bias, False, 0.0, eps)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:      # type: ignore[override]
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad
-
-
-def all_reduce(t: Tensor) -> Tensor:
-    """Differentiable sum of ``t`` over the processes."""
-    return _AllReduceSum.apply(t)
+    def backward(ctx, grad: Tensor):                                    # type: ignore[override]
+        x, weight, mean, var = ctx.saved_tensors
+        w = weight if weight is not None else torch.ones_like(mean)
+        grad = grad.contiguous()
+        # direct term g * w * invstd, and the local sums: sum(g * x_hat) and sum(g)
+        g_x, g_w, g_b = torch.ops.aten.native_batch_norm_backward(
+            grad, x, w, mean, var, None, None, False, ctx.eps, [True, True, True])
+        sums = torch.stack([g_b, g_w]).double()
+        dist.all_reduce(sums)                                       # the global batch's sums
+        s_g, s_gxhat = sums.to(x.dtype)
+        invstd = torch.rsqrt(var + ctx.eps)
+        k = w * invstd
+        slope = -k * invstd * s_gxhat / ctx.total                       # [C]
+        offset = -k * s_g / ctx.total - slope * mean                    # [C]
+        shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
+        g_x.addcmul_(x, slope.view(shape)).add_(offset.view(shape))
+        return (g_x, g_w if weight is not None else None, g_b if ctx.has_bias else None,
+                None, None, None, None)
 
 
 _SYNCED: dict[type, type] = {}
