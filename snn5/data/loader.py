@@ -104,7 +104,7 @@ class BatchLoader:
             raise ValueError(f"world_size must be an integer >= 1, got {world_size!r}.")
         if not _is_int(rank) or not 0 <= rank < world_size:
             raise ValueError(f"rank must be an integer in [0, {world_size}), got {rank!r}.")
-        smallest = min(self.batch_size, self.global_batch_size(self._num_batches - 1))
+        smallest = self.global_batch_size(self._num_batches - 1)      # the last batch
         if smallest < world_size:
             n = len(self.dataset)
             raise ValueError(

@@ -70,12 +70,12 @@ class Dist:
         if self.active:
             dist.barrier()
 
-    def sum(self, values: Sequence[float], device: torch.device | None = None) -> list[float]:
+    def sum(self, values: Sequence[float]) -> list[float]:
         """Element-wise sum of ``values`` over all processes (float64)."""
         if not self.active:
             return [float(v) for v in values]
         t = torch.tensor([float(v) for v in values], dtype=torch.float64,
-                         device=device or _collective_device())
+                         device=_collective_device())
         dist.all_reduce(t)
         return t.tolist()
 
@@ -176,7 +176,8 @@ def global_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
     with torch.no_grad():
         var, mean = torch.var_mean(xf, dims, correction=0)                     # [C] each
         n = xf.numel() // xf.shape[1]
-        local = torch.cat([mean.double(), var.double(), mean.new_tensor([n], dtype=torch.float64)])
+        local = torch.cat([mean.double(), var.double(),
+                           mean.new_tensor([n], dtype=torch.float64)])       # [2C + 1]
         parts = [torch.empty_like(local) for _ in range(dist.get_world_size())]
         dist.all_gather(parts, local)
         table = torch.stack(parts)                                            # [K, 2C + 1]
