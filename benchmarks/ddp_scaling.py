@@ -8,9 +8,10 @@
 Printed and written: the wall time of each ``snn5 train`` command (start to exit, process
 start-up, data loading, test measurement and report included), the training seconds the run
 recorded, ratios against (1), test and validation accuracy, and the largest difference of any
-final weight between (3) and (1). Runs 1 and 3 see the same global batches; their weights agree
-to rounding until a membrane within rounding of the threshold fires in one and not the other,
-after which the runs drift apart as two seeds would (see docs/distributed.md). This is a
+final weight of (3), and of (2), from (1). Runs 1 and 3 see the same global batches; their
+weights agree to rounding until a membrane within rounding of the threshold fires in one and
+not the other, after which the runs drift apart as two thread counts do (see
+docs/distributed.md). This is a
 scaling measurement of snn5 alone: the peer libraries have no data-parallel launcher of their
 own (their users call torch's DDP directly, as snn5 does here).
 
@@ -52,6 +53,11 @@ def final_weights(run: Path) -> dict[str, torch.Tensor]:
     return unprefixed("model", tensors)
 
 
+def largest_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """Largest absolute difference of any entry of two state dicts (same keys)."""
+    return max(float((a[n].double() - b[n].double()).abs().max()) for n in a if a[n].numel())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("config")
@@ -77,10 +83,8 @@ def main() -> None:
                      "train_seconds": m["train_seconds"], "test_accuracy": m["test_accuracy"],
                      "val_accuracy": m["val_accuracy"], "best_epoch": m["best_epoch"] + 1,
                      "epochs": m["epochs"]})
-    base = final_weights(Path(rows[0]["run"]))
-    ddp = final_weights(Path(rows[-1]["run"]))
-    diff = max(float((base[n].double() - ddp[n].double()).abs().max()) for n in base
-               if base[n].numel())
+    base, threads, ddp = (final_weights(Path(r["run"])) for r in rows)
+    diff, diff_threads = largest_difference(base, ddp), largest_difference(base, threads)
     print(f"{args.config} {' '.join(overrides)}: {rows[0]['epochs']} epochs, "
           f"{cpu_name()}, {os.cpu_count()} logical CPUs")
     print(f"{'way':40s} {'wall s':>8s} {'train s':>8s} {'speed-up':>8s} {'test':>8s} {'val':>8s}")
@@ -89,12 +93,14 @@ def main() -> None:
         r["speedup_train"] = rows[0]["train_seconds"] / r["train_seconds"]
         print(f"{r['way']:40s} {r['wall_seconds']:8.1f} {r['train_seconds']:8.1f} "
               f"{r['speedup_wall']:7.2f}x {r['test_accuracy']:8.2%} {r['val_accuracy']:8.2%}")
-    print(f"largest final-weight difference, DDP vs 1 process: {diff:.3g}")
+    print(f"largest final-weight difference from 1 process, 1 thread: DDP {diff:.3g}, "
+          f"{k} threads {diff_threads:.3g}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             "config": args.config, "overrides": overrides, "nproc": k, "rows": rows,
-            "max_weight_difference": diff, "commit": git_commit(), "cpu": cpu_name(),
+            "max_weight_difference": diff, "max_weight_difference_threads": diff_threads,
+            "commit": git_commit(), "cpu": cpu_name(),
             "logical_cpus": os.cpu_count(), "torch": torch.__version__,
             "python": platform.python_version()}, indent=2) + "\n")
 
